@@ -1,0 +1,55 @@
+# The short commands a person types. Everything installs itself on a fresh machine.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+EXT_STAMP := $(VENV)/.ext-built
+RUST_SRC := $(shell find rust -name '*.rs' -o -name Cargo.toml) Cargo.toml Cargo.lock pyproject.toml
+
+.PHONY: all setup build test test-rust test-py lint fmt run bench bench-decode clean
+
+all: test
+
+$(VENV)/.deps: requirements.txt
+	python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	touch $@
+
+setup: $(VENV)/.deps
+
+# The extension is built once, in the release profile, and shared by every test.
+$(EXT_STAMP): $(VENV)/.deps $(RUST_SRC)
+	VIRTUAL_ENV=$(abspath $(VENV)) $(VENV)/bin/maturin develop --release
+	touch $@
+
+build: $(EXT_STAMP)
+
+test-rust:
+	cargo test --release -p ingestor-core
+
+lint: $(VENV)/.deps
+	cargo fmt --all --check
+	cargo clippy --release --workspace --all-targets -- -D warnings
+	$(VENV)/bin/ruff check python tests benches
+	$(VENV)/bin/ruff format --check python tests benches
+
+fmt: $(VENV)/.deps
+	cargo fmt --all
+	$(VENV)/bin/ruff format python tests benches
+	$(VENV)/bin/ruff check --fix python tests benches
+
+test-py: build
+	$(PY) -m pytest -q
+
+test: build test-rust lint test-py
+
+bench-decode: build
+	$(PY) benches/bench_decode.py
+	cargo run --release -p ingestor-core --example parse_floor
+
+bench: bench-decode
+
+run: bench-decode
+
+clean:
+	rm -rf $(VENV) target python/ingestor/_core*.so

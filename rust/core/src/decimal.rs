@@ -1,0 +1,206 @@
+//! Exact decimal strings to Arrow `Decimal128(38, 18)`.
+//!
+//! Bybit sends every amount and price as a decimal string. Going through `f64` would round
+//! (`"0.1"` is not a binary fraction), so the digits are read straight into a scaled `i128`.
+//! A value that cannot be held exactly is an error, never a rounded number: more than 18
+//! significant fractional digits, or more than 38 digits in all.
+
+use std::fmt;
+
+/// Digits after the decimal point in every decimal column.
+pub const SCALE: i8 = 18;
+/// Total digits in every decimal column (the most a `Decimal128` holds).
+pub const PRECISION: u8 = 38;
+
+/// 10^38: the first magnitude that no longer fits `PRECISION` digits.
+const LIMIT: i128 = 10i128.pow(PRECISION as u32);
+
+/// Why a string is not an exact decimal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DecimalError {
+    NotANumber,
+    TooManyFractionDigits,
+    TooManyDigits,
+}
+
+impl fmt::Display for DecimalError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            DecimalError::NotANumber => "not a decimal number",
+            DecimalError::TooManyFractionDigits => {
+                "more than 18 decimal places: cannot be held exactly"
+            }
+            DecimalError::TooManyDigits => "more than 38 digits: cannot be held exactly",
+        })
+    }
+}
+
+impl std::error::Error for DecimalError {}
+
+/// Parses a decimal string into its value times 10^18.
+///
+/// Accepts an optional sign, digits with an optional point, and an optional exponent
+/// (`1e-8`), since some feeds print small values that way. Trailing zeros beyond the 18th
+/// fractional digit are exact and accepted; any other digit there is an error.
+pub fn parse_scaled(text: &str) -> Result<i128, DecimalError> {
+    let bytes = text.as_bytes();
+    let (negative, body) = match bytes.first() {
+        Some(b'-') => (true, &bytes[1..]),
+        Some(b'+') => (false, &bytes[1..]),
+        _ => (false, bytes),
+    };
+    let (mantissa, exponent) = split_exponent(body)?;
+    let (int_part, frac_part) = match mantissa.iter().position(|&b| b == b'.') {
+        Some(dot) => (&mantissa[..dot], &mantissa[dot + 1..]),
+        None => (mantissa, &mantissa[..0]),
+    };
+    if int_part.is_empty() && frac_part.is_empty() {
+        return Err(DecimalError::NotANumber);
+    }
+    // value = digits * 10^(exponent - frac_len); scaled = digits * 10^shift.
+    let shift = SCALE as i64 + exponent - frac_part.len() as i64;
+    let total = int_part.len() + frac_part.len();
+    let dropped = if shift < 0 { (-shift) as usize } else { 0 };
+    let keep = total.saturating_sub(dropped);
+
+    let mut value: i128 = 0;
+    for (i, &b) in int_part.iter().chain(frac_part).enumerate() {
+        if !b.is_ascii_digit() {
+            return Err(DecimalError::NotANumber);
+        }
+        let digit = (b - b'0') as i128;
+        if i < keep {
+            value = value
+                .checked_mul(10)
+                .and_then(|v| v.checked_add(digit))
+                .ok_or(DecimalError::TooManyDigits)?;
+        } else if digit != 0 {
+            return Err(DecimalError::TooManyFractionDigits);
+        }
+    }
+    if shift > 0 {
+        let factor = 10i128
+            .checked_pow(shift as u32)
+            .ok_or(DecimalError::TooManyDigits);
+        value = match (value, factor) {
+            (0, _) => 0,
+            (v, Ok(f)) => v.checked_mul(f).ok_or(DecimalError::TooManyDigits)?,
+            (_, Err(e)) => return Err(e),
+        };
+    }
+    if value >= LIMIT {
+        return Err(DecimalError::TooManyDigits);
+    }
+    Ok(if negative { -value } else { value })
+}
+
+/// Splits `1.5e-3` into (`1.5`, -3). The exponent is bounded so it cannot overflow.
+fn split_exponent(body: &[u8]) -> Result<(&[u8], i64), DecimalError> {
+    let Some(e) = body.iter().position(|&b| b == b'e' || b == b'E') else {
+        return Ok((body, 0));
+    };
+    let (mantissa, exp_text) = (&body[..e], &body[e + 1..]);
+    let (exp_negative, exp_digits) = match exp_text.first() {
+        Some(b'-') => (true, &exp_text[1..]),
+        Some(b'+') => (false, &exp_text[1..]),
+        _ => (false, exp_text),
+    };
+    if exp_digits.is_empty() || exp_digits.len() > 4 || !exp_digits.iter().all(u8::is_ascii_digit) {
+        return Err(DecimalError::NotANumber);
+    }
+    let magnitude = exp_digits
+        .iter()
+        .fold(0i64, |acc, &b| acc * 10 + (b - b'0') as i64);
+    Ok((mantissa, if exp_negative { -magnitude } else { magnitude }))
+}
+
+/// Formats a scaled value back to its shortest exact decimal text (for errors and tests).
+pub fn format_scaled(value: i128) -> String {
+    let sign = if value < 0 { "-" } else { "" };
+    let magnitude = value.unsigned_abs();
+    let unit = 10u128.pow(SCALE as u32);
+    let (int, frac) = (magnitude / unit, magnitude % unit);
+    if frac == 0 {
+        return format!("{sign}{int}");
+    }
+    let frac = format!("{frac:018}");
+    format!("{sign}{int}.{}", frac.trim_end_matches('0'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ONE: i128 = 1_000_000_000_000_000_000;
+
+    #[test]
+    fn plain_values_are_exact() {
+        assert_eq!(parse_scaled("0"), Ok(0));
+        assert_eq!(parse_scaled("1"), Ok(ONE));
+        assert_eq!(parse_scaled("0.1"), Ok(ONE / 10));
+        assert_eq!(parse_scaled("-2.5"), Ok(-5 * ONE / 2));
+        assert_eq!(parse_scaled("+3"), Ok(3 * ONE));
+        assert_eq!(parse_scaled("61234.56"), Ok(6_123_456 * ONE / 100));
+        assert_eq!(parse_scaled(".5"), Ok(ONE / 2));
+        assert_eq!(parse_scaled("5."), Ok(5 * ONE));
+        assert_eq!(parse_scaled("-0"), Ok(0));
+    }
+
+    #[test]
+    fn eighteen_places_fit_and_nineteen_do_not() {
+        assert_eq!(parse_scaled("0.000000000000000001"), Ok(1));
+        assert_eq!(
+            parse_scaled("0.0000000000000000001"),
+            Err(DecimalError::TooManyFractionDigits)
+        );
+        // Trailing zeros past the 18th place change nothing, so they are exact.
+        assert_eq!(parse_scaled("1.50000000000000000000000"), Ok(3 * ONE / 2));
+    }
+
+    #[test]
+    fn twenty_integer_digits_fit_and_twenty_one_do_not() {
+        let max = "99999999999999999999.999999999999999999";
+        assert_eq!(parse_scaled(max), Ok(LIMIT - 1));
+        assert_eq!(
+            parse_scaled("100000000000000000000"),
+            Err(DecimalError::TooManyDigits)
+        );
+        assert_eq!(
+            parse_scaled("123456789012345678901234567890123456789012345"),
+            Err(DecimalError::TooManyDigits)
+        );
+    }
+
+    #[test]
+    fn exponents_are_exact() {
+        assert_eq!(parse_scaled("1e-8"), Ok(ONE / 100_000_000));
+        assert_eq!(parse_scaled("1.5E+3"), Ok(1500 * ONE));
+        assert_eq!(parse_scaled("0e9999"), Ok(0));
+        assert_eq!(
+            parse_scaled("1e-19"),
+            Err(DecimalError::TooManyFractionDigits)
+        );
+        assert_eq!(parse_scaled("1e30"), Err(DecimalError::TooManyDigits));
+    }
+
+    #[test]
+    fn garbage_is_not_a_number() {
+        for text in [
+            "", "-", "+", ".", "abc", "1.2.3", "1,5", " 1", "1 ", "0x10", "1e", "1e+", "NaN",
+            "inf", "1e99999", "--1", "١",
+        ] {
+            assert_eq!(
+                parse_scaled(text),
+                Err(DecimalError::NotANumber),
+                "{text:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn format_round_trips() {
+        for text in ["0", "1", "-2.5", "0.000000000000000001", "61234.56"] {
+            assert_eq!(format_scaled(parse_scaled(text).unwrap()), text);
+        }
+    }
+}

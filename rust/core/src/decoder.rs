@@ -1,0 +1,307 @@
+//! Frames in, rows out: the streaming decoder shared by `ingestor.decode` and the connection
+//! engine.
+//!
+//! Frames append into per-table builders as they arrive; a batch is cut on demand. A frame
+//! never aborts the decoder: whatever cannot become a row becomes a reject, and the good
+//! elements of the same frame still land.
+
+use arrow_array::RecordBatch;
+use arrow_schema::SchemaRef;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use crate::position::{PositionColumns, PositionElement};
+use crate::protocol::{classify_topic, ControlFrame, Envelope, TopicKind};
+use crate::reject::{Reject, RejectColumns};
+use crate::row::{Provenance, Source};
+use crate::wallet::{WalletColumns, WalletElement};
+
+/// The tables a decoder fills.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Table {
+    PositionSnapshots,
+    WalletSnapshots,
+    Rejects,
+}
+
+impl Table {
+    pub const ALL: [Table; 3] = [
+        Table::PositionSnapshots,
+        Table::WalletSnapshots,
+        Table::Rejects,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Table::PositionSnapshots => PositionColumns::NAME,
+            Table::WalletSnapshots => WalletColumns::NAME,
+            Table::Rejects => RejectColumns::NAME,
+        }
+    }
+
+    pub fn schema(self) -> SchemaRef {
+        match self {
+            Table::PositionSnapshots => PositionColumns::schema(),
+            Table::WalletSnapshots => WalletColumns::schema(),
+            Table::Rejects => RejectColumns::schema(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct DecoderConfig {
+    /// Keep each element's original text in `raw_json`.
+    pub keep_raw: bool,
+    /// Frames longer than this are rejected unread.
+    pub max_frame_bytes: usize,
+}
+
+/// Bybit's largest pushes (a wallet with every coin) are tens of KiB; 1 MiB leaves room.
+pub const DEFAULT_MAX_FRAME_BYTES: usize = 1 << 20;
+
+impl Default for DecoderConfig {
+    fn default() -> Self {
+        DecoderConfig {
+            keep_raw: true,
+            max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
+        }
+    }
+}
+
+/// What one frame turned into.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FrameOutcome {
+    /// A push: `rows` appended to `table`, `rejected` of its elements sent to `rejects`.
+    Push {
+        table: Table,
+        rows: usize,
+        rejected: usize,
+    },
+    /// A control answer (auth, subscribe, pong): no rows, handed to the caller.
+    Control(ControlFrame),
+    /// The whole frame went to `rejects`.
+    Rejected,
+}
+
+pub struct Decoder {
+    config: DecoderConfig,
+    positions: PositionColumns,
+    wallets: WalletColumns,
+    rejects: RejectColumns,
+}
+
+impl Default for Decoder {
+    fn default() -> Self {
+        Decoder::new(DecoderConfig::default())
+    }
+}
+
+impl Decoder {
+    pub fn new(config: DecoderConfig) -> Self {
+        Decoder {
+            config,
+            positions: PositionColumns::with_capacity(1024),
+            wallets: WalletColumns::with_capacity(1024),
+            rejects: RejectColumns::with_capacity(16),
+        }
+    }
+
+    pub fn config(&self) -> &DecoderConfig {
+        &self.config
+    }
+
+    /// Rows waiting in `table` since its last cut.
+    pub fn pending(&self, table: Table) -> usize {
+        match table {
+            Table::PositionSnapshots => self.positions.len(),
+            Table::WalletSnapshots => self.wallets.len(),
+            Table::Rejects => self.rejects.len(),
+        }
+    }
+
+    /// The rows of `table` so far as one batch (possibly empty); the table starts over.
+    pub fn cut(&mut self, table: Table) -> RecordBatch {
+        match table {
+            Table::PositionSnapshots => self.positions.finish(),
+            Table::WalletSnapshots => self.wallets.finish(),
+            Table::Rejects => self.rejects.finish(),
+        }
+    }
+
+    /// Decodes one WebSocket text frame of `account_id`, received at `local_ts` (µs, UTC).
+    pub fn decode_frame(&mut self, account_id: &str, frame: &[u8], local_ts: i64) -> FrameOutcome {
+        let mut reject = Reject {
+            account_id,
+            local_ts,
+            source: Source::Ws,
+            topic: None,
+            message_id: None,
+            reason: "",
+            raw: frame,
+        };
+        if frame.len() > self.config.max_frame_bytes {
+            let limit = self.config.max_frame_bytes;
+            let reason = format!(
+                "frame of {} bytes exceeds the {limit}-byte limit; raw holds its first {limit} bytes",
+                frame.len()
+            );
+            reject.raw = &frame[..limit];
+            return self.reject_frame(Reject {
+                reason: &reason,
+                ..reject
+            });
+        }
+        let text = match std::str::from_utf8(frame) {
+            Ok(text) => text,
+            Err(e) => {
+                let reason = format!("not valid UTF-8: {e}");
+                return self.reject_frame(Reject {
+                    reason: &reason,
+                    ..reject
+                });
+            }
+        };
+        let envelope: Envelope = match serde_json::from_str(text) {
+            Ok(envelope) => envelope,
+            Err(_) => {
+                let reason = format!("not a valid frame: {}", explain::<Envelope>(text));
+                return self.reject_frame(Reject {
+                    reason: &reason,
+                    ..reject
+                });
+            }
+        };
+        if let Some(op) = envelope.op.as_deref() {
+            return FrameOutcome::Control(ControlFrame::from_envelope(op, &envelope));
+        }
+        let Some(topic) = envelope.topic.as_deref() else {
+            return self.reject_frame(Reject {
+                reason: "frame has neither `op` nor `topic`",
+                ..reject
+            });
+        };
+        reject.topic = Some(topic);
+        reject.message_id = envelope.id.as_deref();
+
+        let (table, category) = match classify_topic(topic) {
+            TopicKind::Position { category } => (Table::PositionSnapshots, category),
+            TopicKind::Wallet => (Table::WalletSnapshots, None),
+            TopicKind::Uncaptured => {
+                let reason = format!("topic `{topic}` is not captured");
+                return self.reject_frame(Reject {
+                    reason: &reason,
+                    ..reject
+                });
+            }
+            TopicKind::Unknown => {
+                let reason = format!("unknown topic `{topic}`");
+                return self.reject_frame(Reject {
+                    reason: &reason,
+                    ..reject
+                });
+            }
+        };
+        let Some(creation_ts) = envelope.creation_time.0 else {
+            return self.reject_frame(Reject {
+                reason: "push without `creationTime`",
+                ..reject
+            });
+        };
+        let Some(data) = envelope.data.as_deref() else {
+            return self.reject_frame(Reject {
+                reason: "push without a `data` array",
+                ..reject
+            });
+        };
+
+        let provenance = Provenance {
+            account_id,
+            creation_ts,
+            local_ts,
+            source: Source::Ws,
+            message_id: reject.message_id,
+        };
+        let (mut rows, mut rejected) = (0, 0);
+        for (index, element) in data.iter().enumerate() {
+            let appended = match table {
+                Table::PositionSnapshots => self.append_position(element, category, &provenance),
+                _ => self.append_wallet(element, &provenance),
+            };
+            match appended {
+                Ok(n) => rows += n,
+                Err(why) => {
+                    rejected += 1;
+                    let reason = format!("{topic} element {index}: {why}");
+                    self.rejects.append(&Reject {
+                        reason: &reason,
+                        raw: element.get().as_bytes(),
+                        ..reject
+                    });
+                }
+            }
+        }
+        FrameOutcome::Push {
+            table,
+            rows,
+            rejected,
+        }
+    }
+
+    fn reject_frame(&mut self, reject: Reject<'_>) -> FrameOutcome {
+        self.rejects.append(&reject);
+        FrameOutcome::Rejected
+    }
+
+    fn append_position(
+        &mut self,
+        raw: &RawValue,
+        topic_category: Option<&str>,
+        provenance: &Provenance<'_>,
+    ) -> Result<usize, String> {
+        let text = raw.get();
+        let element: PositionElement =
+            serde_json::from_str(text).map_err(|_| explain::<PositionElement>(text))?;
+        let raw_json = self.config.keep_raw.then_some(text);
+        self.positions
+            .append(&element, topic_category, provenance, raw_json)
+            .map(|()| 1)
+            .map_err(|e| e.to_string())
+    }
+
+    fn append_wallet(
+        &mut self,
+        raw: &RawValue,
+        provenance: &Provenance<'_>,
+    ) -> Result<usize, String> {
+        let text = raw.get();
+        let element: WalletElement =
+            serde_json::from_str(text).map_err(|_| explain::<WalletElement>(text))?;
+        let raw_json = self.config.keep_raw.then_some(text);
+        self.wallets
+            .append(&element, provenance, raw_json)
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// Says which field made `text` fail to deserialize as `T`, and why.
+///
+/// Only called once the fast parse has failed, so the path tracking costs nothing on the
+/// good path.
+fn explain<'a, T: Deserialize<'a>>(text: &'a str) -> String {
+    let mut deserializer = serde_json::Deserializer::from_str(text);
+    match serde_path_to_error::deserialize::<_, T>(&mut deserializer) {
+        Err(e) => {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            if matches!(path.as_str(), "" | "." | "?") {
+                inner.to_string()
+            } else {
+                format!("field `{path}`: {inner}")
+            }
+        }
+        Ok(_) => match deserializer.end() {
+            Err(e) => e.to_string(),
+            Ok(()) => "could not be decoded".to_owned(),
+        },
+    }
+}

@@ -1,0 +1,17 @@
+//! The pure-Rust core of `ingestor`: Bybit V5 private-stream frames decoded straight into
+//! Apache Arrow record batches, with no Python in sight (the `ingestor._core` extension is a
+//! thin binding over this crate).
+
+pub mod columns;
+pub mod decimal;
+pub mod decoder;
+pub mod fields;
+pub mod position;
+pub mod protocol;
+pub mod reject;
+pub mod row;
+pub mod wallet;
+
+pub use decoder::{Decoder, DecoderConfig, FrameOutcome, Table, DEFAULT_MAX_FRAME_BYTES};
+pub use protocol::ControlFrame;
+pub use row::Source;

@@ -1,0 +1,139 @@
+//! Bybit V5 private-stream wire facts, in one place.
+//!
+//! Topic names, control operations and the shape of the frame envelope. The decoder and (later)
+//! the connection engine read these; nothing else in the crate spells a topic or op name.
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use crate::fields::{Flag, Millis, Text};
+
+/// Position pushes: the all-in-one topic and the per-category ones.
+pub const POSITION_TOPIC: &str = "position";
+/// Wallet pushes: one element per account type, each with a `coin` array.
+pub const WALLET_TOPIC: &str = "wallet";
+/// Private topics Bybit documents that this capture does not decode yet.
+pub const UNCAPTURED_TOPICS: &[&str] = &["execution", "execution.fast", "order", "greeks", "dcp"];
+
+/// What a push's topic is, as far as the capture is concerned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TopicKind<'a> {
+    /// `position` (category in each element) or `position.<category>`.
+    Position {
+        category: Option<&'a str>,
+    },
+    Wallet,
+    /// A documented private topic without a table yet.
+    Uncaptured,
+    Unknown,
+}
+
+pub fn classify_topic(topic: &str) -> TopicKind<'_> {
+    if topic == POSITION_TOPIC {
+        return TopicKind::Position { category: None };
+    }
+    if let Some(category) = topic
+        .strip_prefix(POSITION_TOPIC)
+        .and_then(|rest| rest.strip_prefix('.'))
+    {
+        if matches!(category, "linear" | "inverse" | "option") {
+            return TopicKind::Position {
+                category: Some(category),
+            };
+        }
+        return TopicKind::Unknown;
+    }
+    if topic == WALLET_TOPIC {
+        return TopicKind::Wallet;
+    }
+    if UNCAPTURED_TOPICS.contains(&topic) {
+        return TopicKind::Uncaptured;
+    }
+    TopicKind::Unknown
+}
+
+/// Every frame the private stream sends, read only as far as telling its kind needs.
+///
+/// A push has `topic`, `creationTime` and `data`; a control answer (auth, subscribe, pong)
+/// has `op`. The elements of `data` stay raw here so that each is decoded, and if need be
+/// rejected, on its own.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct Envelope<'a> {
+    #[serde(borrow)]
+    pub op: Text<'a>,
+    #[serde(borrow)]
+    pub topic: Text<'a>,
+    #[serde(borrow)]
+    pub id: Text<'a>,
+    #[serde(rename = "creationTime")]
+    pub creation_time: Millis,
+    #[serde(borrow)]
+    pub data: Option<Vec<&'a RawValue>>,
+    pub success: Flag,
+    #[serde(borrow)]
+    pub ret_msg: Text<'a>,
+    #[serde(borrow)]
+    pub conn_id: Text<'a>,
+    #[serde(borrow)]
+    pub req_id: Text<'a>,
+    #[serde(borrow)]
+    pub args: Option<Vec<Text<'a>>>,
+}
+
+/// A control answer from the server, handed to the connection code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ControlFrame {
+    /// `auth`, `subscribe`, `unsubscribe`, `pong` (private streams) or `ping` (public style).
+    pub op: String,
+    /// Present on auth and subscribe answers.
+    pub success: Option<bool>,
+    pub ret_msg: Option<String>,
+    pub conn_id: Option<String>,
+    pub req_id: Option<String>,
+    /// A pong's args hold the server's time in ms.
+    pub args: Vec<String>,
+}
+
+impl ControlFrame {
+    pub(crate) fn from_envelope(op: &str, envelope: &Envelope<'_>) -> Self {
+        let owned = |t: &Text<'_>| t.as_deref().map(str::to_owned);
+        ControlFrame {
+            op: op.to_owned(),
+            success: envelope.success.0,
+            ret_msg: owned(&envelope.ret_msg),
+            conn_id: owned(&envelope.conn_id),
+            req_id: owned(&envelope.req_id),
+            args: envelope
+                .args
+                .iter()
+                .flatten()
+                .map(|a| a.as_deref().unwrap_or_default().to_owned())
+                .collect(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topics() {
+        assert_eq!(
+            classify_topic("position"),
+            TopicKind::Position { category: None }
+        );
+        assert_eq!(
+            classify_topic("position.inverse"),
+            TopicKind::Position {
+                category: Some("inverse")
+            }
+        );
+        assert_eq!(classify_topic("position.spot"), TopicKind::Unknown);
+        assert_eq!(classify_topic("positions"), TopicKind::Unknown);
+        assert_eq!(classify_topic("wallet"), TopicKind::Wallet);
+        assert_eq!(classify_topic("execution"), TopicKind::Uncaptured);
+        assert_eq!(classify_topic("tickers.BTCUSDT"), TopicKind::Unknown);
+    }
+}
