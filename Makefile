@@ -45,7 +45,6 @@ test: build test-rust lint test-py
 
 bench-decode: build
 	$(PY) benches/bench_decode.py
-	cargo run --release -p ingestor-core --example parse_floor
 
 bench: bench-decode
 

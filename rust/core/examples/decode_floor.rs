@@ -1,0 +1,76 @@
+//! The decode benchmark's Rust half: the same frames (one per line of the file given) parsed
+//! only, into the typed element structs with no Arrow, which is the floor, and then decoded
+//! fully into Arrow batches. Prints one JSON line of nanoseconds per frame (best of 5 runs, so
+//! a noisy neighbour inflates neither).
+
+use std::hint::black_box;
+use std::time::Instant;
+
+use ingestor_core::position::PositionElement;
+use ingestor_core::protocol::Envelope;
+use ingestor_core::wallet::WalletElement;
+use ingestor_core::{Decoder, Table};
+
+const RUNS: usize = 5;
+const BATCH: usize = 10_000;
+
+fn parse_only(frames: &[Vec<u8>]) -> usize {
+    let mut elements = 0;
+    for frame in frames {
+        let text = std::str::from_utf8(frame).expect("bench frames are UTF-8");
+        let envelope: Envelope = serde_json::from_str(text).expect("bench frames are valid");
+        let topic = envelope.topic.as_deref().unwrap_or_default();
+        for raw in envelope.data.iter().flatten() {
+            if topic == "wallet" {
+                let w: WalletElement = serde_json::from_str(raw.get()).unwrap();
+                elements += black_box(w.coin.len());
+            } else {
+                let p: PositionElement = serde_json::from_str(raw.get()).unwrap();
+                elements += black_box(p.size.0.is_some() as usize);
+            }
+        }
+    }
+    elements
+}
+
+fn decode(frames: &[Vec<u8>]) -> usize {
+    let mut decoder = Decoder::default();
+    let mut rows = 0;
+    for chunk in frames.chunks(BATCH) {
+        for frame in chunk {
+            decoder.decode_frame("acct-0001", frame, 1_700_000_000_000_000);
+        }
+        for table in Table::ALL {
+            rows += black_box(decoder.cut(table)).num_rows();
+        }
+    }
+    rows
+}
+
+fn best_ns_per_frame(frames: &[Vec<u8>], f: fn(&[Vec<u8>]) -> usize) -> f64 {
+    (0..RUNS)
+        .map(|_| {
+            let start = Instant::now();
+            black_box(f(frames));
+            start.elapsed().as_nanos() as f64 / frames.len() as f64
+        })
+        .fold(f64::INFINITY, f64::min)
+}
+
+fn main() {
+    let path = std::env::args()
+        .nth(1)
+        .expect("usage: decode_floor FRAMES.ndjson");
+    let text = std::fs::read(&path).expect("readable frames file");
+    let frames: Vec<Vec<u8>> = text
+        .split(|&b| b == b'\n')
+        .filter(|line| !line.is_empty())
+        .map(<[u8]>::to_vec)
+        .collect();
+    let parse = best_ns_per_frame(&frames, parse_only);
+    let full = best_ns_per_frame(&frames, decode);
+    println!(
+        "{{\"frames\": {}, \"parse_only_ns\": {parse:.1}, \"decode_ns\": {full:.1}}}",
+        frames.len()
+    );
+}

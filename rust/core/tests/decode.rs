@@ -1,0 +1,286 @@
+//! The decoder on Bybit's documented example pushes and on what it must refuse.
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Decimal128Type, Int32Type, Int64Type, TimestampMicrosecondType};
+use arrow_array::{Array, RecordBatch};
+use ingestor_core::{ControlFrame, Decoder, DecoderConfig, FrameOutcome, Table};
+
+const POSITION_PUSH: &str = include_str!("../../../tests/fixtures/position_push.json");
+const WALLET_PUSH: &str = include_str!("../../../tests/fixtures/wallet_push.json");
+const LOCAL_TS: i64 = 1_700_000_000_000_000;
+const E18: i128 = 1_000_000_000_000_000_000;
+
+fn decimal(batch: &RecordBatch, column: &str, row: usize) -> Option<i128> {
+    let array = batch
+        .column_by_name(column)
+        .unwrap()
+        .as_primitive::<Decimal128Type>();
+    array.is_valid(row).then(|| array.value(row))
+}
+
+fn text(batch: &RecordBatch, column: &str, row: usize) -> Option<String> {
+    let array = batch.column_by_name(column).unwrap().as_string::<i32>();
+    array.is_valid(row).then(|| array.value(row).to_owned())
+}
+
+fn reasons(decoder: &mut Decoder) -> Vec<String> {
+    let batch = decoder.cut(Table::Rejects);
+    (0..batch.num_rows())
+        .map(|i| text(&batch, "reason", i).unwrap())
+        .collect()
+}
+
+#[test]
+fn documented_position_push_decodes_every_field() {
+    let mut decoder = Decoder::default();
+    let outcome = decoder.decode_frame("acct-1", POSITION_PUSH.as_bytes(), LOCAL_TS);
+    assert_eq!(
+        outcome,
+        FrameOutcome::Push {
+            table: Table::PositionSnapshots,
+            rows: 1,
+            rejected: 0
+        }
+    );
+    let batch = decoder.cut(Table::PositionSnapshots);
+    assert_eq!(batch.num_rows(), 1);
+    assert_eq!(text(&batch, "account_id", 0).as_deref(), Some("acct-1"));
+    assert_eq!(text(&batch, "category", 0).as_deref(), Some("linear"));
+    assert_eq!(text(&batch, "symbol", 0).as_deref(), Some("BTCUSDT"));
+    assert_eq!(text(&batch, "side", 0), None, "a flat side is NULL");
+    assert_eq!(decimal(&batch, "size", 0), Some(0));
+    assert_eq!(decimal(&batch, "mark_price", 0), Some(281_845 * E18 / 10));
+    assert_eq!(
+        decimal(&batch, "cum_realised_pnl", 0),
+        Some(-2_506_579_337 * E18 / 100_000_000)
+    );
+    assert_eq!(decimal(&batch, "liq_price", 0), None, "\"\" is NULL, not 0");
+    assert_eq!(
+        decimal(&batch, "position_im_by_mp", 0),
+        None,
+        "absent is NULL"
+    );
+    let idx = batch
+        .column_by_name("position_idx")
+        .unwrap()
+        .as_primitive::<Int32Type>();
+    assert_eq!(idx.value(0), 2);
+    let seq = batch
+        .column_by_name("seq")
+        .unwrap()
+        .as_primitive::<Int64Type>();
+    assert_eq!(seq.value(0), 8_327_597_863);
+    let ts = |c: &str| {
+        let a = batch
+            .column_by_name(c)
+            .unwrap()
+            .as_primitive::<TimestampMicrosecondType>();
+        a.is_valid(0).then(|| a.value(0))
+    };
+    assert_eq!(ts("exchange_ts"), Some(1_697_682_317_038_000));
+    assert_eq!(ts("creation_ts"), Some(1_697_682_317_044_000));
+    assert_eq!(ts("created_ts"), Some(1_694_402_496_913_000));
+    assert_eq!(ts("local_ts"), Some(LOCAL_TS));
+    assert_eq!(ts("mmr_sys_updated_ts"), None);
+    assert_eq!(text(&batch, "source", 0).as_deref(), Some("ws"));
+    assert_eq!(
+        text(&batch, "message_id", 0).as_deref(),
+        Some("1003076014fb7eedb-c7e6-45d6-a8c1-270f0169171a")
+    );
+    let raw = text(&batch, "raw_json", 0).unwrap();
+    assert!(raw.starts_with("{\"positionIdx\":2,") && raw.ends_with("\"isReduceOnly\":false}"));
+    assert_eq!(
+        decoder.pending(Table::PositionSnapshots),
+        0,
+        "a cut empties"
+    );
+}
+
+#[test]
+fn documented_wallet_push_gives_a_row_per_coin_with_account_totals() {
+    let mut decoder = Decoder::default();
+    decoder.decode_frame("acct-1", WALLET_PUSH.as_bytes(), LOCAL_TS);
+    let batch = decoder.cut(Table::WalletSnapshots);
+    assert_eq!(batch.num_rows(), 2);
+    assert_eq!(text(&batch, "coin", 0).as_deref(), Some("BTC"));
+    assert_eq!(text(&batch, "coin", 1).as_deref(), Some("USDT"));
+    assert_eq!(text(&batch, "account_type", 1).as_deref(), Some("UNIFIED"));
+    assert_eq!(
+        decimal(&batch, "wallet_balance", 1),
+        Some(968_446_297_164 * E18 / 100_000_000)
+    );
+    assert_eq!(
+        decimal(&batch, "available_to_withdraw", 1),
+        None,
+        "unified accounts send \"\""
+    );
+    for row in 0..2 {
+        assert_eq!(
+            decimal(&batch, "total_available_balance", row),
+            Some(95_566_056_555 * E18 / 10_000_000)
+        );
+    }
+    let exchange = batch
+        .column_by_name("exchange_ts")
+        .unwrap()
+        .as_primitive::<TimestampMicrosecondType>();
+    assert_eq!(
+        exchange.value(0),
+        1_700_034_722_104_000,
+        "creationTime stands in"
+    );
+}
+
+#[test]
+fn control_frames_produce_no_rows() {
+    let mut decoder = Decoder::default();
+    let auth = br#"{"success":true,"ret_msg":"","op":"auth","conn_id":"cejreaspqfh3sjdnldmg-p"}"#;
+    let pong = br#"{"req_id":"7","op":"pong","args":["1697682317044"],"conn_id":"c1"}"#;
+    let failed =
+        br#"{"success":false,"ret_msg":"Request not authorized","op":"auth","conn_id":"c2"}"#;
+    let FrameOutcome::Control(ControlFrame { op, success, .. }) =
+        decoder.decode_frame("a", auth, LOCAL_TS)
+    else {
+        panic!("auth answer is a control frame")
+    };
+    assert_eq!((op.as_str(), success), ("auth", Some(true)));
+    let FrameOutcome::Control(pong) = decoder.decode_frame("a", pong, LOCAL_TS) else {
+        panic!("pong is a control frame")
+    };
+    assert_eq!(pong.args, vec!["1697682317044".to_owned()]);
+    assert_eq!(pong.req_id.as_deref(), Some("7"));
+    let FrameOutcome::Control(failed) = decoder.decode_frame("a", failed, LOCAL_TS) else {
+        panic!("refusal is a control frame")
+    };
+    assert_eq!(failed.success, Some(false));
+    assert_eq!(failed.ret_msg.as_deref(), Some("Request not authorized"));
+    for table in Table::ALL {
+        assert_eq!(decoder.pending(table), 0);
+    }
+}
+
+#[test]
+fn one_bad_element_is_rejected_and_its_neighbours_land() {
+    let mut decoder = Decoder::default();
+    let frame = r#"{"id":"m1","topic":"position.linear","creationTime":1,"data":[
+        {"symbol":"A","positionIdx":0,"size":"1","updatedTime":"5"},
+        {"symbol":"B","positionIdx":0,"size":"0.0000000000000000001","updatedTime":"5"},
+        {"symbol":"C","positionIdx":1,"size":"2","updatedTime":"5"}]}"#;
+    let outcome = decoder.decode_frame("a", frame.as_bytes(), LOCAL_TS);
+    assert_eq!(
+        outcome,
+        FrameOutcome::Push {
+            table: Table::PositionSnapshots,
+            rows: 2,
+            rejected: 1
+        }
+    );
+    let rows = decoder.cut(Table::PositionSnapshots);
+    assert_eq!(text(&rows, "symbol", 1).as_deref(), Some("C"));
+    assert_eq!(
+        text(&rows, "category", 0).as_deref(),
+        Some("linear"),
+        "from the topic"
+    );
+    let rejects = decoder.cut(Table::Rejects);
+    assert_eq!(rejects.num_rows(), 1);
+    let reason = text(&rejects, "reason", 0).unwrap();
+    assert!(
+        reason.contains("element 1") && reason.contains("size") && reason.contains("18 decimal"),
+        "{reason}"
+    );
+    assert_eq!(text(&rejects, "message_id", 0).as_deref(), Some("m1"));
+    let raw = rejects.column_by_name("raw").unwrap().as_binary::<i32>();
+    assert!(raw.value(0).starts_with(br#"{"symbol":"B""#));
+}
+
+#[test]
+fn hostile_frames_become_rejects_with_reasons() {
+    let mut decoder = Decoder::new(DecoderConfig {
+        keep_raw: true,
+        max_frame_bytes: 4096,
+    });
+    let nested = "[".repeat(1_000);
+    let huge = format!(r#"{{"topic":"wallet","pad":"{}"}}"#, "x".repeat(5000));
+    let cases: Vec<(&[u8], &str)> = vec![
+        (b"", "not a valid frame"),
+        (b"{", "not a valid frame"),
+        (b"[1,2]", "not a valid frame"),
+        (b"null", "not a valid frame"),
+        (b"{}", "neither"),
+        (b"\xff\xfe{}", "UTF-8"),
+        (nested.as_bytes(), "not a valid frame"),
+        (huge.as_bytes(), "exceeds the 4096-byte limit"),
+        (br#"{"topic":"tickers","creationTime":1,"data":[]}"#, "unknown topic"),
+        (br#"{"topic":"execution","creationTime":1,"data":[]}"#, "not captured"),
+        (br#"{"topic":"position","data":[]}"#, "creationTime"),
+        (br#"{"topic":"position","creationTime":1}"#, "data"),
+        (br#"{"topic":"position","creationTime":1,"data":{}}"#, "not a valid frame"),
+        (br#"{"topic":"position","creationTime":"x","data":[]}"#, "creationTime"),
+        (br#"{"topic":"position","creationTime":1,"data":[5]}"#, "element 0"),
+        (
+            br#"{"topic":"position","creationTime":1,"data":[{"category":"linear","positionIdx":0,"updatedTime":"1"}]}"#,
+            "`symbol`",
+        ),
+        (
+            br#"{"topic":"position","creationTime":1,"data":[{"category":"linear","symbol":"X","positionIdx":0,"updatedTime":"1","size":0.1}]}"#,
+            "cannot be read exactly",
+        ),
+        (
+            br#"{"topic":"position","creationTime":1,"data":[{"category":"linear","symbol":"X","positionIdx":99999999999,"updatedTime":"1"}]}"#,
+            "out of range",
+        ),
+        (
+            br#"{"topic":"wallet","creationTime":1,"data":[{"accountType":"UNIFIED","coin":[{"coin":""}]}]}"#,
+            "coin",
+        ),
+        (
+            br#"{"topic":"wallet","creationTime":1,"data":[{"coin":[{"coin":"BTC","equity":"1e40"}]}]}"#,
+            "38 digits",
+        ),
+    ];
+    for (frame, expected) in &cases {
+        let shown: String = String::from_utf8_lossy(frame).chars().take(80).collect();
+        decoder.decode_frame("a", frame, LOCAL_TS);
+        let got = reasons(&mut decoder);
+        assert_eq!(got.len(), 1, "{shown:?}");
+        assert!(
+            got[0].contains(expected),
+            "{shown:?}: {:?} lacks {expected:?}",
+            got[0]
+        );
+    }
+    assert_eq!(decoder.pending(Table::PositionSnapshots), 0);
+    assert_eq!(decoder.pending(Table::WalletSnapshots), 0);
+}
+
+#[test]
+fn raw_json_can_be_left_out() {
+    let mut decoder = Decoder::new(DecoderConfig {
+        keep_raw: false,
+        ..DecoderConfig::default()
+    });
+    decoder.decode_frame("a", POSITION_PUSH.as_bytes(), LOCAL_TS);
+    let batch = decoder.cut(Table::PositionSnapshots);
+    assert_eq!(text(&batch, "raw_json", 0), None);
+}
+
+#[test]
+fn schemas_match_the_batches() {
+    let mut decoder = Decoder::default();
+    decoder.decode_frame("a", POSITION_PUSH.as_bytes(), LOCAL_TS);
+    decoder.decode_frame("a", WALLET_PUSH.as_bytes(), LOCAL_TS);
+    decoder.decode_frame("a", b"junk", LOCAL_TS);
+    for table in Table::ALL {
+        let batch = decoder.cut(table);
+        assert_eq!(batch.schema(), table.schema(), "{}", table.name());
+        assert_eq!(
+            batch.num_rows(),
+            if table == Table::WalletSnapshots {
+                2
+            } else {
+                1
+            }
+        );
+    }
+}

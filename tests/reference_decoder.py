@@ -1,0 +1,253 @@
+"""A slow, obviously-correct pure-Python decoder: the second opinion the Rust core is checked
+against (and the orjson + pyarrow baseline of the decode benchmark).
+
+Written from Bybit's documentation, not from the Rust code: field lists and rules are spelled
+out here again on purpose, so one misunderstanding cannot hide in both.
+"""
+
+from __future__ import annotations
+
+import re
+from decimal import Context, Decimal, InvalidOperation
+from typing import Any
+
+import orjson
+import pyarrow as pa
+
+DEC = "dec"
+INT = "int"
+TS = "ts"
+STR = "str"
+BOOL = "bool"
+SIDE = "side"
+
+# (Bybit field, column, kind) in the order the columns appear.
+POSITION_FIELDS: list[tuple[str, str, str]] = [
+    ("side", "side", SIDE),
+    ("size", "size", DEC),
+    ("entryPrice", "entry_price", DEC),
+    ("markPrice", "mark_price", DEC),
+    ("positionValue", "position_value", DEC),
+    ("leverage", "leverage", DEC),
+    ("positionBalance", "position_balance", DEC),
+    ("positionIM", "position_im", DEC),
+    ("positionIMByMp", "position_im_by_mp", DEC),
+    ("positionMM", "position_mm", DEC),
+    ("positionMMByMp", "position_mm_by_mp", DEC),
+    ("liqPrice", "liq_price", DEC),
+    ("bustPrice", "bust_price", DEC),
+    ("takeProfit", "take_profit", DEC),
+    ("stopLoss", "stop_loss", DEC),
+    ("trailingStop", "trailing_stop", DEC),
+    ("unrealisedPnl", "unrealised_pnl", DEC),
+    ("sessionAvgPrice", "session_avg_price", DEC),
+    ("curRealisedPnl", "cur_realised_pnl", DEC),
+    ("cumRealisedPnl", "cum_realised_pnl", DEC),
+    ("riskId", "risk_id", INT),
+    ("riskLimitValue", "risk_limit_value", DEC),
+    ("tradeMode", "trade_mode", INT),
+    ("autoAddMargin", "auto_add_margin", INT),
+    ("tpslMode", "tpsl_mode", STR),
+    ("positionStatus", "position_status", STR),
+    ("adlRankIndicator", "adl_rank_indicator", INT),
+    ("isReduceOnly", "is_reduce_only", BOOL),
+    ("mmrSysUpdatedTime", "mmr_sys_updated_ts", TS),
+    ("leverageSysUpdatedTime", "leverage_sys_updated_ts", TS),
+    ("createdTime", "created_ts", TS),
+]
+
+WALLET_COIN_FIELDS: list[tuple[str, str, str]] = [
+    ("equity", "equity", DEC),
+    ("usdValue", "usd_value", DEC),
+    ("walletBalance", "wallet_balance", DEC),
+    ("free", "free", DEC),
+    ("locked", "locked", DEC),
+    ("spotHedgingQty", "spot_hedging_qty", DEC),
+    ("borrowAmount", "borrow_amount", DEC),
+    ("availableToBorrow", "available_to_borrow", DEC),
+    ("availableToWithdraw", "available_to_withdraw", DEC),
+    ("accruedInterest", "accrued_interest", DEC),
+    ("totalOrderIM", "total_order_im", DEC),
+    ("totalPositionIM", "total_position_im", DEC),
+    ("totalPositionMM", "total_position_mm", DEC),
+    ("unrealisedPnl", "unrealised_pnl", DEC),
+    ("cumRealisedPnl", "cum_realised_pnl", DEC),
+    ("bonus", "bonus", DEC),
+    ("collateralSwitch", "collateral_switch", BOOL),
+    ("marginCollateral", "margin_collateral", BOOL),
+    ("spotBorrow", "spot_borrow", DEC),
+]
+
+WALLET_ACCOUNT_FIELDS: list[tuple[str, str, str]] = [
+    ("accountIMRate", "account_im_rate", DEC),
+    ("accountMMRate", "account_mm_rate", DEC),
+    ("accountIMRateByMp", "account_im_rate_by_mp", DEC),
+    ("accountMMRateByMp", "account_mm_rate_by_mp", DEC),
+    ("accountLTV", "account_ltv", DEC),
+    ("totalEquity", "total_equity", DEC),
+    ("totalWalletBalance", "total_wallet_balance", DEC),
+    ("totalMarginBalance", "total_margin_balance", DEC),
+    ("totalAvailableBalance", "total_available_balance", DEC),
+    ("totalPerpUPL", "total_perp_upl", DEC),
+    ("totalInitialMargin", "total_initial_margin", DEC),
+    ("totalInitialMarginByMp", "total_initial_margin_by_mp", DEC),
+    ("totalMaintenanceMargin", "total_maintenance_margin", DEC),
+    ("totalMaintenanceMarginByMp", "total_maintenance_margin_by_mp", DEC),
+]
+
+# Room for 38 digits and more, so quantize() itself never rounds or overflows.
+EXACT = Context(prec=80, traps=[InvalidOperation])
+QUANTUM = Decimal("1e-18")
+LIMIT = Decimal(10) ** 20
+DECIMAL_TEXT = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d{1,4})?")
+
+
+class Rejected(Exception):
+    """An element that must not become a row."""
+
+
+def to_decimal(value: Any) -> Decimal | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise Rejected(f"not a decimal string: {value!r}")
+    if isinstance(value, str) and not DECIMAL_TEXT.fullmatch(value):
+        raise Rejected(f"not a decimal: {value!r}")
+    number = Decimal(value)
+    if number.copy_abs() >= LIMIT or number != number.quantize(QUANTUM, context=EXACT):
+        raise Rejected(f"not exact in DECIMAL(38,18): {value!r}")
+    return number
+
+
+def to_int(value: Any) -> int | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool):
+        raise Rejected(f"not an integer: {value!r}")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.lstrip("-").isdigit():
+        return int(value)
+    raise Rejected(f"not an integer: {value!r}")
+
+
+def to_ts_us(value: Any) -> int | None:
+    ms = to_int(value)
+    return None if ms is None else ms * 1000
+
+
+def to_bool(value: Any) -> bool | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool):
+        return value
+    if value in ("true", "false"):
+        return value == "true"
+    raise Rejected(f"not a boolean: {value!r}")
+
+
+def to_str(value: Any) -> str | None:
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise Rejected(f"not a string: {value!r}")
+    return value
+
+
+CONVERT = {
+    DEC: to_decimal,
+    INT: to_int,
+    TS: to_ts_us,
+    BOOL: to_bool,
+    STR: to_str,
+    SIDE: lambda v: None if v == "None" else to_str(v),
+}
+
+
+def convert(element: dict[str, Any], fields: list[tuple[str, str, str]]) -> dict[str, Any]:
+    return {column: CONVERT[kind](element.get(key)) for key, column, kind in fields}
+
+
+def position_row(element: Any, topic: str) -> dict[str, Any]:
+    if not isinstance(element, dict):
+        raise Rejected("element is not an object")
+    category = to_str(element.get("category")) or (topic.split(".", 1)[1] if "." in topic else None)
+    symbol = to_str(element.get("symbol"))
+    position_idx = to_int(element.get("positionIdx"))
+    exchange_ts = to_ts_us(element.get("updatedTime"))
+    if category is None or symbol is None or position_idx is None or exchange_ts is None:
+        raise Rejected("missing required field")
+    row = {"category": category, "symbol": symbol, "position_idx": position_idx}
+    row.update(convert(element, POSITION_FIELDS))
+    row["exchange_ts"] = exchange_ts
+    row["seq"] = to_int(element.get("seq"))
+    return row
+
+
+def wallet_rows(element: Any, creation_us: int) -> list[dict[str, Any]]:
+    if not isinstance(element, dict):
+        raise Rejected("element is not an object")
+    account_type = to_str(element.get("accountType"))
+    if account_type is None:
+        raise Rejected("missing accountType")
+    totals = convert(element, WALLET_ACCOUNT_FIELDS)
+    rows = []
+    for coin in element.get("coin") or []:
+        name = to_str(coin.get("coin"))
+        if name is None:
+            raise Rejected("missing coin")
+        row = {"account_type": account_type, "coin": name}
+        row.update(convert(coin, WALLET_COIN_FIELDS))
+        row.update(totals)
+        row["exchange_ts"] = creation_us
+        rows.append(row)
+    return rows
+
+
+def decode(frames: list[bytes], account_id: str, local_us: int) -> dict[str, list[dict]]:
+    """Rows per table as plain Python values (Decimal, int µs, str, bool, None)."""
+    out: dict[str, list[dict]] = {"position_snapshots": [], "wallet_snapshots": [], "rejects": []}
+    for frame in frames:
+        try:
+            message = orjson.loads(frame)
+        except orjson.JSONDecodeError:
+            out["rejects"].append({"raw": frame})
+            continue
+        if not isinstance(message, dict) or "op" in message:
+            if not isinstance(message, dict):
+                out["rejects"].append({"raw": frame})
+            continue
+        topic = message.get("topic")
+        data = message.get("data")
+        creation = to_ts_us(message.get("creationTime"))
+        if not isinstance(data, list) or creation is None:
+            out["rejects"].append({"raw": frame})
+            continue
+        common = {
+            "account_id": account_id,
+            "creation_ts": creation,
+            "local_ts": local_us,
+            "source": "ws",
+            "message_id": to_str(message.get("id")),
+        }
+        for element in data:
+            try:
+                if topic and topic.startswith("position"):
+                    out["position_snapshots"].append({**position_row(element, topic), **common})
+                elif topic == "wallet":
+                    for row in wallet_rows(element, creation):
+                        out["wallet_snapshots"].append({**row, **common})
+                else:
+                    raise Rejected(f"unknown topic {topic!r}")
+            except Rejected:
+                out["rejects"].append({"raw": element})
+    return out
+
+
+def to_batch(rows: list[dict[str, Any]], schema: pa.Schema) -> pa.RecordBatch:
+    """Rows to an Arrow batch of `schema` (columns missing from the rows are NULL)."""
+    columns = {
+        field.name: pa.array([row.get(field.name) for row in rows], type=field.type)
+        for field in schema
+    }
+    return pa.RecordBatch.from_pydict(columns, schema=schema)

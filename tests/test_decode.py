@@ -1,0 +1,217 @@
+"""`ingestor.decode` on Bybit's documented pushes, on control frames and on hostile input."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+from decimal import Decimal
+from pathlib import Path
+
+import orjson
+import pyarrow as pa
+import pytest
+
+import ingestor
+
+FIXTURES = Path(__file__).parent / "fixtures"
+POSITION_PUSH = (FIXTURES / "position_push.json").read_bytes()
+WALLET_PUSH = (FIXTURES / "wallet_push.json").read_bytes()
+RECEIVED = datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
+
+
+def decode(frames, **kwargs):
+    kwargs.setdefault("account_id", "acct-1")
+    kwargs.setdefault("received_at", RECEIVED)
+    return ingestor.decode(frames, **kwargs)
+
+
+def only_row(batch: pa.RecordBatch) -> dict:
+    rows = batch.to_pylist()
+    assert len(rows) == 1
+    return rows[0]
+
+
+def test_result_has_exactly_the_three_tables_with_the_store_schemas():
+    out = decode([])
+    assert set(out) == {"position_snapshots", "wallet_snapshots", "rejects"}
+    schemas = ingestor.schemas()
+    for name, batch in out.items():
+        assert isinstance(batch, pa.RecordBatch)
+        assert batch.num_rows == 0
+        assert batch.schema == schemas[name]
+
+
+def test_documented_position_push():
+    row = only_row(decode([POSITION_PUSH])["position_snapshots"])
+    assert row["account_id"] == "acct-1"
+    assert (row["category"], row["symbol"], row["position_idx"]) == ("linear", "BTCUSDT", 2)
+    assert row["side"] is None  # "" is a flat position
+    assert row["mark_price"] == Decimal("28184.5")
+    assert row["cum_realised_pnl"] == Decimal("-25.06579337")
+    assert row["risk_limit_value"] == Decimal("2000000")
+    assert row["size"] == 0 and row["size"] is not None
+    assert row["liq_price"] is None and row["bust_price"] is None  # "" is NULL, not 0
+    assert row["tpsl_mode"] == "Full" and row["position_status"] == "Normal"
+    assert row["is_reduce_only"] is False
+    assert row["seq"] == 8327597863
+    assert row["exchange_ts"] == datetime(2023, 10, 19, 2, 25, 17, 38000, tzinfo=UTC)
+    assert row["creation_ts"] == datetime(2023, 10, 19, 2, 25, 17, 44000, tzinfo=UTC)
+    assert row["created_ts"] == datetime(2023, 9, 11, 3, 21, 36, 913000, tzinfo=UTC)
+    assert row["local_ts"] == RECEIVED
+    assert row["source"] == "ws"
+    assert row["message_id"] == "1003076014fb7eedb-c7e6-45d6-a8c1-270f0169171a"
+    element = orjson.loads(POSITION_PUSH)["data"][0]
+    assert orjson.loads(row["raw_json"]) == element
+
+
+def test_documented_wallet_push_one_row_per_coin():
+    rows = decode([WALLET_PUSH])["wallet_snapshots"].to_pylist()
+    assert [r["coin"] for r in rows] == ["BTC", "USDT"]
+    btc, usdt = rows
+    assert btc["wallet_balance"] == Decimal("0.00102964")
+    assert btc["available_to_withdraw"] == Decimal("0.00102964")
+    assert usdt["available_to_withdraw"] is None  # "" on unified accounts
+    assert usdt["total_position_im"] == Decimal("127.8573")
+    assert btc["total_order_im"] is None
+    for row in rows:
+        assert row["account_type"] == "UNIFIED"
+        assert row["total_equity"] == Decimal("10262.91335023")
+        assert row["total_available_balance"] == Decimal("9556.6056555")
+        assert row["exchange_ts"] == row["creation_ts"]
+        assert row["collateral_switch"] is True
+
+
+def test_decimals_never_pass_through_floats():
+    push = orjson.loads(POSITION_PUSH)
+    push["data"][0]["size"] = "0.1"
+    push["data"][0]["entryPrice"] = "99999999999999999999.999999999999999999"
+    push["data"][0]["unrealisedPnl"] = "-0.000000000000000001"
+    row = only_row(decode([orjson.dumps(push)])["position_snapshots"])
+    assert row["size"] == Decimal("0.1")
+    assert row["entry_price"] == Decimal("99999999999999999999.999999999999999999")
+    assert row["unrealised_pnl"] == Decimal("-1e-18")
+
+
+def test_str_frames_and_unknown_fields_are_fine():
+    push = orjson.loads(POSITION_PUSH)
+    push["data"][0]["someFieldBybitAddsNextYear"] = {"nested": [1, 2]}
+    push["newEnvelopeField"] = True
+    frame = orjson.dumps(push).decode()
+    row = only_row(decode([frame])["position_snapshots"])
+    assert "someFieldBybitAddsNextYear" in row["raw_json"]
+
+
+def test_flat_side_none_on_classic_accounts_is_null():
+    push = orjson.loads(POSITION_PUSH)
+    push["data"][0]["side"] = "None"
+    push["data"].append({**push["data"][0], "side": "Sell", "positionIdx": 1})
+    rows = decode([orjson.dumps(push)])["position_snapshots"].to_pylist()
+    assert [r["side"] for r in rows] == [None, "Sell"]
+
+
+def test_control_frames_produce_no_rows():
+    frames = [
+        b'{"success":true,"ret_msg":"","op":"auth","conn_id":"c1"}',
+        b'{"success":true,"ret_msg":"","op":"subscribe","conn_id":"c1","req_id":"s1"}',
+        b'{"req_id":"p1","op":"pong","args":["1697682317044"],"conn_id":"c1"}',
+    ]
+    out = decode(frames)
+    assert all(batch.num_rows == 0 for batch in out.values())
+
+
+def test_keep_raw_false_leaves_raw_json_null():
+    row = only_row(decode([POSITION_PUSH], keep_raw=False)["position_snapshots"])
+    assert row["raw_json"] is None
+
+
+def test_received_at_must_be_aware_and_defaults_to_now():
+    with pytest.raises(ValueError, match="timezone-aware"):
+        decode([POSITION_PUSH], received_at=datetime(2026, 1, 1))
+    plus_two = timezone(timedelta(hours=2))
+    row = only_row(
+        decode([POSITION_PUSH], received_at=RECEIVED.astimezone(plus_two))["position_snapshots"]
+    )
+    assert row["local_ts"] == RECEIVED
+    before = datetime.now(UTC)
+    row = only_row(ingestor.decode([POSITION_PUSH], account_id="a")["position_snapshots"])
+    assert before - timedelta(seconds=1) <= row["local_ts"] <= datetime.now(UTC)
+
+
+def test_wrong_argument_types_are_clear_errors():
+    with pytest.raises(TypeError, match="bytes or str"):
+        decode([123])
+    with pytest.raises(ValueError, match="account_id"):
+        ingestor.decode([POSITION_PUSH], account_id="")
+
+
+def hostile_frames() -> list[tuple[bytes, str]]:
+    """(frame, a word its reject reason must contain)."""
+    element = orjson.loads(POSITION_PUSH)["data"][0]
+
+    def push(**changes):
+        return orjson.dumps(
+            {"id": "h", "topic": "position", "creationTime": 1, "data": [{**element, **changes}]}
+        )
+
+    return [
+        (b"", "valid frame"),
+        (b"{", "valid frame"),
+        (b"\x00\x01\x02", "valid frame"),
+        (b"\xff\xfe\xfd", "UTF-8"),
+        (b'{"topic":"position","creationTime":1,"data":["\xc3\x28"]}', "UTF-8"),
+        (b"[" * 100_000, "valid frame"),
+        (b'{"a":' * 300 + b"1" + b"}" * 300, "neither"),
+        (b"null", "valid frame"),
+        (b"{}", "neither"),
+        (b'"position"', "valid frame"),
+        (b'{"topic":"orderbook.50.BTCUSDT","creationTime":1,"data":[]}', "unknown topic"),
+        (b'{"topic":"position","data":[]}', "creationTime"),
+        (b'{"topic":"position","creationTime":1}', "data"),
+        (b'{"topic":"position","creationTime":1,"data":"x"}', "valid frame"),
+        (b'{"topic":"position","creationTime":1e3,"data":[]}', "creationTime"),
+        (b'{"topic":"position","creationTime":1,"data":[[]]}', "element 0"),
+        (push(symbol=""), "symbol"),
+        (push(positionIdx="one"), "positionIdx"),
+        (push(size="1.0000000000000000001"), "18 decimal"),
+        (push(size="123456789012345678901"), "38 digits"),
+        (push(size="NaN"), "not a decimal"),
+        (push(size="1,5"), "not a decimal"),
+        (push(markPrice=28184.5), "exactly"),
+        (push(isReduceOnly="yes"), "boolean"),
+        (push(updatedTime="yesterday"), "updatedTime"),
+        (push(seq="18446744073709551616"), "seq"),
+        (b'{"topic":"wallet","creationTime":1,"data":[{"coin":[]}]}', "accountType"),
+        (
+            b'{"topic":"wallet","creationTime":1,"data":[{"accountType":"UNIFIED","coin":5}]}',
+            "coin",
+        ),
+        (b'{"topic":"position","creationTime":1,"data":[' + b"1," * 10 + b"}", "valid frame"),
+    ]
+
+
+def test_hostile_frames_all_land_in_rejects_and_spare_the_good_ones():
+    cases = hostile_frames()
+    good = [POSITION_PUSH, WALLET_PUSH]
+    mixed: list[bytes] = []
+    for frame, _ in cases:
+        mixed.extend([frame, *good])
+    out = decode(mixed)
+    clean = decode(good * len(cases))
+    for table in ("position_snapshots", "wallet_snapshots"):
+        assert out[table].equals(clean[table]), table
+    rejects = out["rejects"].to_pylist()
+    assert len(rejects) == len(cases)
+    for reject, (frame, word) in zip(rejects, cases, strict=True):
+        assert word in reject["reason"], (frame[:60], reject["reason"])
+        assert reject["account_id"] == "acct-1" and reject["local_ts"] == RECEIVED
+        # The whole frame, or for an element error the element, exactly as received.
+        assert reject["raw"] == frame or reject["raw"] in frame
+
+
+def test_oversize_frames_are_refused_unread():
+    limit = 2048
+    frame = b'{"topic":"wallet","creationTime":1,"data":[' + b" " * 5000 + b"]}"
+    out = decode([frame, POSITION_PUSH], max_frame_bytes=limit)
+    (reject,) = out["rejects"].to_pylist()
+    assert "exceeds the 2048-byte limit" in reject["reason"]
+    assert reject["raw"] == frame[:limit]
+    assert out["position_snapshots"].num_rows == 1
