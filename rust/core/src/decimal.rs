@@ -13,7 +13,7 @@ pub const SCALE: i8 = 18;
 pub const PRECISION: u8 = 38;
 
 /// 10^38: the first magnitude that no longer fits `PRECISION` digits.
-const LIMIT: i128 = 10i128.pow(PRECISION as u32);
+const LIMIT: i128 = POW10[PRECISION as usize];
 
 /// Why a string is not an exact decimal.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,36 +63,61 @@ pub fn parse_scaled(text: &str) -> Result<i128, DecimalError> {
     let dropped = if shift < 0 { (-shift) as usize } else { 0 };
     let keep = total.saturating_sub(dropped);
 
+    // Digits gather in a u64 and fold into the i128 18 at a time: i128 arithmetic per digit
+    // (and its checked multiply above all) would dominate the whole decode. Overflow cannot
+    // happen because at most PRECISION significant digits are ever gathered.
     let mut value: i128 = 0;
+    let mut chunk: u64 = 0;
+    let mut chunk_len = 0usize;
+    let mut significant = 0usize;
     for (i, &b) in int_part.iter().chain(frac_part).enumerate() {
-        if !b.is_ascii_digit() {
+        let digit = b.wrapping_sub(b'0');
+        if digit > 9 {
             return Err(DecimalError::NotANumber);
         }
-        let digit = (b - b'0') as i128;
-        if i < keep {
-            value = value
-                .checked_mul(10)
-                .and_then(|v| v.checked_add(digit))
-                .ok_or(DecimalError::TooManyDigits)?;
-        } else if digit != 0 {
-            return Err(DecimalError::TooManyFractionDigits);
+        if i >= keep {
+            if digit != 0 {
+                return Err(DecimalError::TooManyFractionDigits);
+            }
+            continue;
+        }
+        if significant == 0 && digit == 0 {
+            continue;
+        }
+        significant += 1;
+        if significant > PRECISION as usize {
+            return Err(DecimalError::TooManyDigits);
+        }
+        chunk = chunk * 10 + digit as u64;
+        chunk_len += 1;
+        if chunk_len == 18 {
+            value = value * POW10[18] + chunk as i128;
+            (chunk, chunk_len) = (0, 0);
         }
     }
-    if shift > 0 {
-        let factor = 10i128
-            .checked_pow(shift as u32)
-            .ok_or(DecimalError::TooManyDigits);
-        value = match (value, factor) {
-            (0, _) => 0,
-            (v, Ok(f)) => v.checked_mul(f).ok_or(DecimalError::TooManyDigits)?,
-            (_, Err(e)) => return Err(e),
-        };
+    value = value * POW10[chunk_len] + chunk as i128;
+    if shift > 0 && value != 0 {
+        if significant + shift as usize > PRECISION as usize {
+            return Err(DecimalError::TooManyDigits);
+        }
+        value *= POW10[shift as usize];
     }
     if value >= LIMIT {
         return Err(DecimalError::TooManyDigits);
     }
     Ok(if negative { -value } else { value })
 }
+
+/// 10^0 ..= 10^38.
+const POW10: [i128; PRECISION as usize + 1] = {
+    let mut table = [1i128; PRECISION as usize + 1];
+    let mut i = 1;
+    while i < table.len() {
+        table[i] = table[i - 1] * 10;
+        i += 1;
+    }
+    table
+};
 
 /// Splits `1.5e-3` into (`1.5`, -3). The exponent is bounded so it cannot overflow.
 fn split_exponent(body: &[u8]) -> Result<(&[u8], i64), DecimalError> {
@@ -199,7 +224,16 @@ mod tests {
 
     #[test]
     fn format_round_trips() {
-        for text in ["0", "1", "-2.5", "0.000000000000000001", "61234.56"] {
+        for text in [
+            "0",
+            "1",
+            "-2.5",
+            "0.000000000000000001",
+            "61234.56",
+            "12345678901234567890.123456789012345678",
+            "-98765432109876543210.9",
+            "1000000000000000000",
+        ] {
             assert_eq!(format_scaled(parse_scaled(text).unwrap()), text);
         }
     }
