@@ -10,8 +10,12 @@ use arrow_schema::SchemaRef;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
+use crate::events::{ConnectionEvent, ConnectionEventColumns};
+use crate::fields::{Millis, Text};
 use crate::position::{PositionColumns, PositionElement};
-use crate::protocol::{classify_topic, ControlFrame, Envelope, TopicKind};
+use crate::protocol::{
+    classify_topic, ControlFrame, Envelope, TopicKind, REST_POSITION_LIST, REST_WALLET_BALANCE,
+};
 use crate::reject::{Reject, RejectColumns};
 use crate::row::{Provenance, Source};
 use crate::wallet::{WalletColumns, WalletElement};
@@ -22,10 +26,18 @@ pub enum Table {
     PositionSnapshots,
     WalletSnapshots,
     Rejects,
+    ConnectionEvents,
 }
 
 impl Table {
-    pub const ALL: [Table; 3] = [
+    pub const ALL: [Table; 4] = [
+        Table::PositionSnapshots,
+        Table::WalletSnapshots,
+        Table::Rejects,
+        Table::ConnectionEvents,
+    ];
+    /// The tables that frames fill (what `ingestor.decode` returns).
+    pub const FRAME_TABLES: [Table; 3] = [
         Table::PositionSnapshots,
         Table::WalletSnapshots,
         Table::Rejects,
@@ -36,6 +48,7 @@ impl Table {
             Table::PositionSnapshots => PositionColumns::NAME,
             Table::WalletSnapshots => WalletColumns::NAME,
             Table::Rejects => RejectColumns::NAME,
+            Table::ConnectionEvents => ConnectionEventColumns::NAME,
         }
     }
 
@@ -44,6 +57,7 @@ impl Table {
             Table::PositionSnapshots => PositionColumns::schema(),
             Table::WalletSnapshots => WalletColumns::schema(),
             Table::Rejects => RejectColumns::schema(),
+            Table::ConnectionEvents => ConnectionEventColumns::schema(),
         }
     }
 }
@@ -88,6 +102,7 @@ pub struct Decoder {
     positions: PositionColumns,
     wallets: WalletColumns,
     rejects: RejectColumns,
+    events: ConnectionEventColumns,
 }
 
 impl Default for Decoder {
@@ -103,6 +118,7 @@ impl Decoder {
             positions: PositionColumns::with_capacity(1024),
             wallets: WalletColumns::with_capacity(1024),
             rejects: RejectColumns::with_capacity(16),
+            events: ConnectionEventColumns::with_capacity(16),
         }
     }
 
@@ -116,6 +132,7 @@ impl Decoder {
             Table::PositionSnapshots => self.positions.len(),
             Table::WalletSnapshots => self.wallets.len(),
             Table::Rejects => self.rejects.len(),
+            Table::ConnectionEvents => self.events.len(),
         }
     }
 
@@ -125,7 +142,13 @@ impl Decoder {
             Table::PositionSnapshots => self.positions.finish(),
             Table::WalletSnapshots => self.wallets.finish(),
             Table::Rejects => self.rejects.finish(),
+            Table::ConnectionEvents => self.events.finish(),
         }
+    }
+
+    /// Records a connection state change.
+    pub fn record_event(&mut self, event: &ConnectionEvent<'_>) {
+        self.events.append(event);
     }
 
     /// Decodes one WebSocket text frame of `account_id`, received at `local_ts` (µs, UTC).
@@ -221,17 +244,97 @@ impl Decoder {
             source: Source::Ws,
             message_id: reject.message_id,
         };
+        let (rows, rejected) = self.append_elements(table, category, data, &provenance, reject);
+        FrameOutcome::Push {
+            table,
+            rows,
+            rejected,
+        }
+    }
+
+    /// Decodes one page of a REST state read (`/v5/position/list` or
+    /// `/v5/account/wallet-balance`) into rows with `source = 'rest'`.
+    ///
+    /// An answer that is not a success (`retCode` other than 0) or not readable is an error
+    /// for the caller to report and retry; it adds no rows. Bad elements of a good answer go
+    /// to `rejects`, like bad elements of a push.
+    pub fn decode_rest(
+        &mut self,
+        account_id: &str,
+        endpoint: RestEndpoint,
+        body: &[u8],
+        local_ts: i64,
+    ) -> Result<RestPage, RestError> {
+        let text = std::str::from_utf8(body)
+            .map_err(|e| RestError::Unreadable(format!("not valid UTF-8: {e}")))?;
+        let answer: RestAnswer = serde_json::from_str(text)
+            .map_err(|_| RestError::Unreadable(explain::<RestAnswer>(text)))?;
+        if answer.ret_code != 0 {
+            return Err(RestError::Api {
+                code: answer.ret_code,
+                message: answer.ret_msg.as_deref().unwrap_or_default().to_owned(),
+            });
+        }
+        let result = answer
+            .result
+            .ok_or_else(|| RestError::Unreadable("answer without `result`".into()))?;
+        let list: RestList = serde_json::from_str(result.get())
+            .map_err(|_| RestError::Unreadable(explain::<RestList>(result.get())))?;
+        let provenance = Provenance {
+            account_id,
+            creation_ts: answer.time.0.unwrap_or(local_ts),
+            local_ts,
+            source: Source::Rest,
+            message_id: None,
+        };
+        let reject = Reject {
+            account_id,
+            local_ts,
+            source: Source::Rest,
+            topic: Some(endpoint.path()),
+            message_id: None,
+            reason: "",
+            raw: body,
+        };
+        let table = match endpoint {
+            RestEndpoint::PositionList => Table::PositionSnapshots,
+            RestEndpoint::WalletBalance => Table::WalletSnapshots,
+        };
+        let (rows, rejected) = self.append_elements(
+            table,
+            list.category.as_deref(),
+            &list.list,
+            &provenance,
+            reject,
+        );
+        Ok(RestPage {
+            rows,
+            rejected,
+            next_cursor: list.next_page_cursor.as_deref().map(str::to_owned),
+        })
+    }
+
+    /// Appends each element to `table`; a failing element becomes a reject on its own.
+    fn append_elements(
+        &mut self,
+        table: Table,
+        category: Option<&str>,
+        elements: &[&RawValue],
+        provenance: &Provenance<'_>,
+        reject: Reject<'_>,
+    ) -> (usize, usize) {
         let (mut rows, mut rejected) = (0, 0);
-        for (index, element) in data.iter().enumerate() {
+        let what = reject.topic.unwrap_or_default();
+        for (index, element) in elements.iter().enumerate() {
             let appended = match table {
-                Table::PositionSnapshots => self.append_position(element, category, &provenance),
-                _ => self.append_wallet(element, &provenance),
+                Table::PositionSnapshots => self.append_position(element, category, provenance),
+                _ => self.append_wallet(element, provenance),
             };
             match appended {
                 Ok(n) => rows += n,
                 Err(why) => {
                     rejected += 1;
-                    let reason = format!("{topic} element {index}: {why}");
+                    let reason = format!("{what} element {index}: {why}");
                     self.rejects.append(&Reject {
                         reason: &reason,
                         raw: element.get().as_bytes(),
@@ -240,11 +343,7 @@ impl Decoder {
                 }
             }
         }
-        FrameOutcome::Push {
-            table,
-            rows,
-            rejected,
-        }
+        (rows, rejected)
     }
 
     fn reject_frame(&mut self, reject: Reject<'_>) -> FrameOutcome {
@@ -281,6 +380,76 @@ impl Decoder {
             .append(&element, provenance, raw_json)
             .map_err(|e| e.to_string())
     }
+}
+
+/// The REST reads that rebuild an account's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RestEndpoint {
+    PositionList,
+    WalletBalance,
+}
+
+impl RestEndpoint {
+    pub fn path(self) -> &'static str {
+        match self {
+            RestEndpoint::PositionList => REST_POSITION_LIST,
+            RestEndpoint::WalletBalance => REST_WALLET_BALANCE,
+        }
+    }
+}
+
+/// What one REST page added, and where the next page starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RestPage {
+    pub rows: usize,
+    pub rejected: usize,
+    /// `nextPageCursor`: empty or absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// Why a REST answer added nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RestError {
+    /// Bybit answered with an error code (10002 stale timestamp, 10004 bad signature,
+    /// 10006 rate limited, ...).
+    Api {
+        code: i64,
+        message: String,
+    },
+    Unreadable(String),
+}
+
+impl std::fmt::Display for RestError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RestError::Api { code, message } => write!(f, "retCode {code}: {message}"),
+            RestError::Unreadable(why) => write!(f, "unreadable answer: {why}"),
+        }
+    }
+}
+
+impl std::error::Error for RestError {}
+
+#[derive(Deserialize)]
+struct RestAnswer<'a> {
+    #[serde(rename = "retCode")]
+    ret_code: i64,
+    #[serde(rename = "retMsg", borrow, default)]
+    ret_msg: Text<'a>,
+    #[serde(borrow, default)]
+    result: Option<&'a RawValue>,
+    #[serde(default)]
+    time: Millis,
+}
+
+#[derive(Deserialize)]
+struct RestList<'a> {
+    #[serde(borrow, default)]
+    category: Text<'a>,
+    #[serde(borrow)]
+    list: Vec<&'a RawValue>,
+    #[serde(rename = "nextPageCursor", borrow, default)]
+    next_page_cursor: Text<'a>,
 }
 
 /// Says which field made `text` fail to deserialize as `T`, and why.

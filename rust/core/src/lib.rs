@@ -5,13 +5,18 @@
 pub mod columns;
 pub mod decimal;
 pub mod decoder;
+pub mod events;
 pub mod fields;
 pub mod position;
 pub mod protocol;
 pub mod reject;
 pub mod row;
+pub mod sign;
 pub mod wallet;
 
-pub use decoder::{Decoder, DecoderConfig, FrameOutcome, Table, DEFAULT_MAX_FRAME_BYTES};
+pub use decoder::{
+    Decoder, DecoderConfig, FrameOutcome, RestEndpoint, RestError, RestPage, Table,
+    DEFAULT_MAX_FRAME_BYTES,
+};
 pub use protocol::ControlFrame;
 pub use row::Source;

@@ -15,6 +15,38 @@ pub const WALLET_TOPIC: &str = "wallet";
 /// Private topics Bybit documents that this capture does not decode yet.
 pub const UNCAPTURED_TOPICS: &[&str] = &["execution", "execution.fast", "order", "greeks", "dcp"];
 
+/// The text the WebSocket auth signature covers, before the `expires` ms timestamp.
+pub const WS_AUTH_PREFIX: &str = "GET/realtime";
+/// How far ahead of now an auth request's `expires` is set: long enough for a slow handshake,
+/// short enough that a captured auth frame is soon useless.
+pub const WS_AUTH_VALIDITY_MS: i64 = 10_000;
+/// Bybit asks for a ping every 20 s on private streams.
+pub const PING_INTERVAL_SECS: u64 = 20;
+/// Control operations on the private stream.
+pub const OP_AUTH: &str = "auth";
+pub const OP_SUBSCRIBE: &str = "subscribe";
+pub const OP_PING: &str = "ping";
+pub const OP_PONG: &str = "pong";
+
+/// REST paths read to rebuild an account's state after a (re)connect.
+pub const REST_POSITION_LIST: &str = "/v5/position/list";
+pub const REST_WALLET_BALANCE: &str = "/v5/account/wallet-balance";
+/// REST signing headers.
+pub const HEADER_API_KEY: &str = "X-BAPI-API-KEY";
+pub const HEADER_TIMESTAMP: &str = "X-BAPI-TIMESTAMP";
+pub const HEADER_RECV_WINDOW: &str = "X-BAPI-RECV-WINDOW";
+pub const HEADER_SIGN: &str = "X-BAPI-SIGN";
+pub const REST_RECV_WINDOW_MS: i64 = 5_000;
+/// `/v5/position/list` pages hold at most 200 positions.
+pub const POSITION_PAGE_LIMIT: u32 = 200;
+/// A full position snapshot is one call per category (and, for linear, per settle coin).
+pub const POSITION_SNAPSHOT_QUERIES: &[(&str, Option<&str>)] = &[
+    ("linear", Some("USDT")),
+    ("linear", Some("USDC")),
+    ("inverse", None),
+    ("option", None),
+];
+
 /// What a push's topic is, as far as the capture is concerned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TopicKind<'a> {

@@ -3,7 +3,10 @@
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Decimal128Type, Int32Type, Int64Type, TimestampMicrosecondType};
 use arrow_array::{Array, RecordBatch};
-use ingestor_core::{ControlFrame, Decoder, DecoderConfig, FrameOutcome, Table};
+use ingestor_core::events::{ConnectionEvent, Event};
+use ingestor_core::{
+    ControlFrame, Decoder, DecoderConfig, FrameOutcome, RestEndpoint, RestError, RestPage, Table,
+};
 
 const POSITION_PUSH: &str = include_str!("../../../tests/fixtures/position_push.json");
 const WALLET_PUSH: &str = include_str!("../../../tests/fixtures/wallet_push.json");
@@ -271,6 +274,14 @@ fn schemas_match_the_batches() {
     decoder.decode_frame("a", POSITION_PUSH.as_bytes(), LOCAL_TS);
     decoder.decode_frame("a", WALLET_PUSH.as_bytes(), LOCAL_TS);
     decoder.decode_frame("a", b"junk", LOCAL_TS);
+    decoder.record_event(&ConnectionEvent {
+        account_id: "a",
+        local_ts: LOCAL_TS,
+        event: Event::Disconnected,
+        reason: Some("connection reset"),
+        backoff_ms: None,
+        conn_id: Some("c1"),
+    });
     for table in Table::ALL {
         let batch = decoder.cut(table);
         assert_eq!(batch.schema(), table.schema(), "{}", table.name());
@@ -282,5 +293,52 @@ fn schemas_match_the_batches() {
                 1
             }
         );
+    }
+}
+
+#[test]
+fn rest_pages_become_rest_rows_and_errors_add_nothing() {
+    let element = r#"{"symbol":"ETHUSDT","positionIdx":1,"side":"Buy","size":"0.5","updatedTime":"1700000000001"}"#;
+    let page = format!(
+        r#"{{"retCode":0,"retMsg":"OK","result":{{"category":"linear","list":[{element},{{"symbol":"X"}}],"nextPageCursor":"abc%3D"}},"retExtInfo":{{}},"time":1700000000500}}"#
+    );
+    let mut decoder = Decoder::default();
+    let got = decoder.decode_rest("a", RestEndpoint::PositionList, page.as_bytes(), LOCAL_TS);
+    assert_eq!(
+        got,
+        Ok(RestPage {
+            rows: 1,
+            rejected: 1,
+            next_cursor: Some("abc%3D".into())
+        })
+    );
+    let rows = decoder.cut(Table::PositionSnapshots);
+    assert_eq!(text(&rows, "source", 0).as_deref(), Some("rest"));
+    assert_eq!(text(&rows, "category", 0).as_deref(), Some("linear"));
+    assert_eq!(text(&rows, "raw_json", 0).as_deref(), Some(element));
+    let rejects = decoder.cut(Table::Rejects);
+    assert!(text(&rejects, "reason", 0)
+        .unwrap()
+        .contains("/v5/position/list element 1"));
+    assert_eq!(text(&rejects, "source", 0).as_deref(), Some("rest"));
+
+    let last = r#"{"retCode":0,"retMsg":"OK","result":{"list":[]},"time":1}"#;
+    let got = decoder.decode_rest("a", RestEndpoint::WalletBalance, last.as_bytes(), LOCAL_TS);
+    assert_eq!(got.map(|p| p.next_cursor), Ok(None));
+
+    let refused = br#"{"retCode":10004,"retMsg":"error sign!","result":{},"time":1}"#;
+    assert_eq!(
+        decoder.decode_rest("a", RestEndpoint::WalletBalance, refused, LOCAL_TS),
+        Err(RestError::Api {
+            code: 10004,
+            message: "error sign!".into()
+        })
+    );
+    assert!(matches!(
+        decoder.decode_rest("a", RestEndpoint::WalletBalance, b"<html>", LOCAL_TS),
+        Err(RestError::Unreadable(_))
+    ));
+    for table in Table::ALL {
+        assert_eq!(decoder.pending(table), 0, "{}", table.name());
     }
 }

@@ -51,7 +51,7 @@ fn decode<'py>(
         }
     }
     let out = PyDict::new(py);
-    for table in Table::ALL {
+    for table in Table::FRAME_TABLES {
         out.set_item(table.name(), decoder.cut(table).to_pyarrow(py)?)?;
     }
     Ok(out)
