@@ -5,6 +5,7 @@
 pub mod columns;
 pub mod decimal;
 pub mod decoder;
+pub mod engine;
 pub mod events;
 pub mod fields;
 pub mod position;

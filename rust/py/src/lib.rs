@@ -1,6 +1,8 @@
 //! `ingestor._core`: Python bindings over `ingestor-core`. No logic lives here beyond turning
 //! Python arguments into core calls and core results into pyarrow objects.
 
+mod collector;
+
 use arrow_pyarrow::ToPyArrow;
 use ingestor_core::{Decoder, DecoderConfig, Table, DEFAULT_MAX_FRAME_BYTES};
 use pyo3::exceptions::PyTypeError;
@@ -73,5 +75,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("DEFAULT_MAX_FRAME_BYTES", DEFAULT_MAX_FRAME_BYTES)?;
     m.add_function(wrap_pyfunction!(decode, m)?)?;
     m.add_function(wrap_pyfunction!(schemas, m)?)?;
+    m.add_class::<collector::PyCollector>()?;
     Ok(())
 }

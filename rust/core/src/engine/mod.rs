@@ -1,0 +1,252 @@
+//! The connection engine: every account's private stream held in one tokio runtime, frames
+//! decoded into shared Arrow builders, batches handed out by `Collector::next_batches`.
+//! Python never touches a frame.
+
+mod backoff;
+mod batcher;
+mod budget;
+pub mod config;
+mod rest;
+mod session;
+pub mod stats;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use arrow_array::RecordBatch;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::decoder::{Decoder, Table};
+pub use config::{AccountSpec, EngineConfig};
+pub use session::subscribe_requests;
+pub use stats::{AccountSnapshot, State};
+
+use batcher::Batcher;
+use budget::ConnectBudget;
+use rest::RestClient;
+use stats::AccountStats;
+
+/// µs since the Unix epoch, UTC.
+pub fn now_us() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as i64)
+        .unwrap_or(0)
+}
+
+/// What every session of a collector shares.
+pub(crate) struct Shared {
+    config: EngineConfig,
+    batcher: Batcher,
+    budget: ConnectBudget,
+    rest: RestClient,
+    tls: Option<tokio_tungstenite::Connector>,
+}
+
+struct Held {
+    stats: Arc<AccountStats>,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EngineError {
+    DuplicateAccount(String),
+    Config(String),
+    Closed,
+}
+
+impl std::fmt::Display for EngineError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            EngineError::DuplicateAccount(id) => write!(f, "account {id:?} is already held"),
+            EngineError::Config(why) => f.write_str(why),
+            EngineError::Closed => f.write_str("the collector is closed"),
+        }
+    }
+}
+
+impl std::error::Error for EngineError {}
+
+/// Holds the private streams of many accounts.
+pub struct Collector {
+    runtime: tokio::runtime::Runtime,
+    shared: Arc<Shared>,
+    held: Mutex<HashMap<String, Held>>,
+    closed: Mutex<bool>,
+}
+
+impl Collector {
+    pub fn new(config: EngineConfig, accounts: Vec<AccountSpec>) -> Result<Self, EngineError> {
+        // rustls needs one process-wide crypto provider; ring builds without cmake. An
+        // already-installed provider (a second collector) is fine.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let roots = root_store(config.ca_file.as_deref())?;
+        let tls_config = rustls::ClientConfig::builder()
+            .with_root_certificates(roots.clone())
+            .with_no_client_auth();
+        let http = reqwest::Client::builder()
+            .timeout(config.rest_timeout)
+            .tls_backend_preconfigured(
+                rustls::ClientConfig::builder()
+                    .with_root_certificates(roots)
+                    .with_no_client_auth(),
+            )
+            .build()
+            .map_err(|e| EngineError::Config(format!("HTTP client: {e}")))?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(config.worker_threads.max(1))
+            .thread_name("ingestor-engine")
+            .enable_all()
+            .build()
+            .map_err(|e| EngineError::Config(format!("runtime: {e}")))?;
+        let shared = Arc::new(Shared {
+            batcher: Batcher::new(
+                Decoder::new(config.decoder),
+                config.batch_size,
+                config.flush_interval,
+                config.max_pending_rows,
+            ),
+            budget: ConnectBudget::new(
+                config.connect_budget,
+                config.connect_window,
+                config.connect_burst,
+            ),
+            rest: RestClient::new(http, config.rest_attempts),
+            tls: Some(tokio_tungstenite::Connector::Rustls(Arc::new(tls_config))),
+            config,
+        });
+        let flusher = shared.clone();
+        let tick = (shared.config.flush_interval / 4)
+            .clamp(Duration::from_millis(5), Duration::from_millis(100));
+        runtime.spawn(async move {
+            let mut interval = tokio::time::interval(tick);
+            loop {
+                interval.tick().await;
+                flusher.batcher.flush_due();
+            }
+        });
+        let collector = Collector {
+            runtime,
+            shared,
+            held: Mutex::new(HashMap::new()),
+            closed: Mutex::new(false),
+        };
+        for account in accounts {
+            collector.add_account(account)?;
+        }
+        Ok(collector)
+    }
+
+    /// Starts holding one more account.
+    pub fn add_account(&self, account: AccountSpec) -> Result<(), EngineError> {
+        if *self.closed.lock().unwrap_or_else(|p| p.into_inner()) {
+            return Err(EngineError::Closed);
+        }
+        let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        if held.contains_key(&account.id) {
+            return Err(EngineError::DuplicateAccount(account.id));
+        }
+        let stats = Arc::new(AccountStats::default());
+        let (stop, stop_rx) = watch::channel(false);
+        let id = account.id.clone();
+        let session = session::Session {
+            account,
+            shared: self.shared.clone(),
+            stats: stats.clone(),
+            stop: stop_rx,
+        };
+        let task = self.runtime.spawn(session.run());
+        held.insert(id, Held { stats, stop, task });
+        Ok(())
+    }
+
+    /// Stops holding an account: its connection is closed and its rows so far stay.
+    /// Returns whether the account was held.
+    pub fn remove_account(&self, account_id: &str) -> bool {
+        let removed = self
+            .held
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(account_id);
+        match removed {
+            Some(held) => {
+                let _ = held.stop.send(true);
+                let _ = self.runtime.block_on(async {
+                    tokio::time::timeout(Duration::from_secs(3), held.task).await
+                });
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Finished `(table, batch)` pairs, waiting up to `timeout` for the first.
+    pub fn next_batches(&self, timeout: Duration) -> Vec<(Table, RecordBatch)> {
+        self.shared.batcher.next_batches(timeout)
+    }
+
+    /// Every held account's counters.
+    pub fn stats(&self) -> Vec<AccountSnapshot> {
+        let held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        let mut out: Vec<_> = held.iter().map(|(id, h)| h.stats.snapshot(id)).collect();
+        out.sort_by(|a, b| a.account_id.cmp(&b.account_id));
+        out
+    }
+
+    /// Connects waiting for the box's connection budget.
+    pub fn connect_queue(&self) -> usize {
+        self.shared.budget.queued()
+    }
+
+    /// Rows decoded but not yet handed out.
+    pub fn undelivered_rows(&self) -> usize {
+        self.shared.batcher.undelivered()
+    }
+
+    /// Stops reading every socket, closes them, and returns every batch not yet taken, so
+    /// nothing decoded is lost on shutdown.
+    pub fn close(&self) -> Vec<(Table, RecordBatch)> {
+        *self.closed.lock().unwrap_or_else(|p| p.into_inner()) = true;
+        let held: Vec<Held> = self
+            .held
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain()
+            .map(|(_, h)| h)
+            .collect();
+        for h in &held {
+            let _ = h.stop.send(true);
+        }
+        self.runtime.block_on(async {
+            for h in held {
+                let _ = tokio::time::timeout(Duration::from_secs(3), h.task).await;
+            }
+        });
+        self.shared.batcher.flush_all();
+        self.shared.batcher.next_batches(Duration::ZERO)
+    }
+}
+
+fn root_store(ca_file: Option<&std::path::Path>) -> Result<rustls::RootCertStore, EngineError> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::CertificateDer;
+
+    let mut roots = rustls::RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    };
+    if let Some(path) = ca_file {
+        let certs = CertificateDer::pem_file_iter(path)
+            .map_err(|e| EngineError::Config(format!("CA file {}: {e}", path.display())))?;
+        for cert in certs {
+            let cert =
+                cert.map_err(|e| EngineError::Config(format!("CA file {}: {e}", path.display())))?;
+            roots
+                .add(cert)
+                .map_err(|e| EngineError::Config(format!("CA file {}: {e}", path.display())))?;
+        }
+    }
+    Ok(roots)
+}
