@@ -16,3 +16,42 @@ def decode(
     max_frame_bytes: int = ...,
 ) -> dict[str, pa.RecordBatch]: ...
 def schemas() -> dict[str, pa.Schema]: ...
+
+class Collector:
+    """Holds the private streams of many accounts; hands out decoded Arrow batches.
+
+    Each account is a dict: id, ws_url, api_key, api_secret (required), rest_url (enables the
+    REST resync), topics (default ["position", "wallet"]), categories (default linear,
+    inverse, option), account_types (default ["UNIFIED"]).
+    """
+
+    def __init__(
+        self,
+        accounts: Iterable[dict[str, object]],
+        *,
+        batch_size: int = 10_000,
+        flush_interval: float = 1.0,
+        max_pending_rows: int = 1_000_000,
+        ping_interval: float = 20.0,
+        pong_timeout: float = 10.0,
+        handshake_timeout: float = 10.0,
+        backoff_base: float = 1.0,
+        backoff_cap: float = 60.0,
+        stable_after: float = 30.0,
+        connect_budget: int = 500,
+        connect_window: float = 300.0,
+        connect_burst: int = 25,
+        rest_timeout: float = 10.0,
+        rest_attempts: int = 3,
+        keep_raw: bool = True,
+        max_frame_bytes: int = ...,
+        ca_file: str | None = None,
+        worker_threads: int = 1,
+    ) -> None: ...
+    def next_batches(self, timeout: float = 1.0) -> list[tuple[str, pa.RecordBatch]]: ...
+    def add_account(self, account: dict[str, object]) -> None: ...
+    def remove_account(self, account_id: str) -> bool: ...
+    def stats(self) -> list[dict[str, object]]: ...
+    def connect_queue(self) -> int: ...
+    def undelivered_rows(self) -> int: ...
+    def close(self) -> list[tuple[str, pa.RecordBatch]]: ...
