@@ -1,0 +1,156 @@
+"""All of the SQL the stores run, in one place.
+
+Table DDL is generated from the Arrow schemas the Rust core defines (`ingestor.schemas()`), so
+the stores cannot drift from the decoder. Views and table macros answer the analyst's
+questions: the latest state, the state at any instant, and every gap in the record.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+from ingestor.decode import schemas
+
+#: The order tables are created and written in.
+TABLES = ("position_snapshots", "wallet_snapshots", "rejects", "connection_events")
+
+#: Natural keys: the same push delivered twice (the exchange does replay) must not make a
+#: second row. A duplicate carries the same envelope (message id and creation time), so the
+#: anti-join only looks at rows with the batch's creation times. REST rows have no message id
+#: and are never merged: each resync is an observation of its own.
+DEDUP_KEYS: dict[str, tuple[str, ...]] = {
+    "position_snapshots": (
+        "account_id",
+        "message_id",
+        "creation_ts",
+        "category",
+        "symbol",
+        "position_idx",
+        "seq",
+    ),
+    "wallet_snapshots": ("account_id", "message_id", "creation_ts", "account_type", "coin"),
+}
+
+POSITION_KEY = "account_id, category, symbol, position_idx"
+WALLET_KEY = "account_id, account_type, coin"
+# Newest first: the exchange's time, then its sequence, then our arrival.
+POSITION_ORDER = "exchange_ts DESC, seq DESC NULLS LAST, local_ts DESC"
+WALLET_ORDER = "exchange_ts DESC, local_ts DESC"
+
+
+def sql_type(arrow_type: pa.DataType) -> str:
+    if pa.types.is_decimal(arrow_type):
+        return f"DECIMAL({arrow_type.precision}, {arrow_type.scale})"
+    if pa.types.is_timestamp(arrow_type):
+        if arrow_type.unit != "us" or arrow_type.tz != "UTC":
+            raise ValueError(f"timestamps are stored as µs UTC, not {arrow_type}")
+        return "TIMESTAMPTZ"
+    simple = {
+        pa.string(): "VARCHAR",
+        pa.binary(): "BLOB",
+        pa.int32(): "INTEGER",
+        pa.int64(): "BIGINT",
+        pa.bool_(): "BOOLEAN",
+    }
+    if arrow_type not in simple:
+        raise ValueError(f"no SQL type for {arrow_type}")
+    return simple[arrow_type]
+
+
+def create_table(name: str, schema: pa.Schema) -> str:
+    columns = ",\n    ".join(
+        f"{f.name} {sql_type(f.type)}{'' if f.nullable else ' NOT NULL'}" for f in schema
+    )
+    return f"CREATE TABLE IF NOT EXISTS {name} (\n    {columns}\n)"
+
+
+def create_tables() -> list[str]:
+    all_schemas = schemas()
+    return [create_table(name, all_schemas[name]) for name in TABLES]
+
+
+VIEWS: list[str] = [
+    f"""
+    CREATE OR REPLACE VIEW latest_positions AS
+    SELECT * FROM position_snapshots
+    QUALIFY row_number() OVER (PARTITION BY {POSITION_KEY} ORDER BY {POSITION_ORDER}) = 1
+    """,
+    f"""
+    CREATE OR REPLACE VIEW latest_wallets AS
+    SELECT * FROM wallet_snapshots
+    QUALIFY row_number() OVER (PARTITION BY {WALLET_KEY} ORDER BY {WALLET_ORDER}) = 1
+    """,
+    f"""
+    CREATE OR REPLACE MACRO positions_asof(instant) AS TABLE
+    SELECT * FROM position_snapshots
+    WHERE exchange_ts <= instant
+    QUALIFY row_number() OVER (PARTITION BY {POSITION_KEY} ORDER BY {POSITION_ORDER}) = 1
+    """,
+    f"""
+    CREATE OR REPLACE MACRO wallets_asof(instant) AS TABLE
+    SELECT * FROM wallet_snapshots
+    WHERE exchange_ts <= instant
+    QUALIFY row_number() OVER (PARTITION BY {WALLET_KEY} ORDER BY {WALLET_ORDER}) = 1
+    """,
+    # A gap opens at the first `disconnected` after the account was subscribed and closes at
+    # the next `subscribed`; failed reconnects in between belong to the same gap. An open gap
+    # has no end.
+    """
+    CREATE OR REPLACE VIEW gaps AS
+    WITH marks AS (
+        SELECT account_id, local_ts, event, reason,
+               lag(event) OVER (PARTITION BY account_id ORDER BY local_ts) AS previous
+        FROM connection_events
+        WHERE event IN ('subscribed', 'disconnected')
+    ),
+    starts AS (
+        SELECT account_id, local_ts AS start_ts, reason
+        FROM marks
+        WHERE event = 'disconnected' AND previous = 'subscribed'
+    )
+    SELECT s.account_id, s.start_ts,
+           (SELECT min(e.local_ts) FROM connection_events e
+             WHERE e.account_id = s.account_id AND e.event = 'subscribed'
+               AND e.local_ts > s.start_ts) AS end_ts,
+           s.reason
+    FROM starts s
+    ORDER BY s.account_id, s.start_ts
+    """,
+]
+
+
+def insert_new_rows(table: str, relation: str) -> str:
+    """INSERT of `relation`'s rows into `table`, without rows already stored or repeated."""
+    keys = DEDUP_KEYS.get(table)
+    if keys is None:
+        return f"INSERT INTO {table} SELECT * FROM {relation}"
+    key_list = ", ".join(keys)
+    match = " AND ".join(f"t.{k} IS NOT DISTINCT FROM b.{k}" for k in keys)
+    # Rows without a message id (REST) are kept as they are; pushes are kept once.
+    return f"""
+    INSERT INTO {table}
+    SELECT * EXCLUDE (_dup) FROM (
+        SELECT *, row_number() OVER (PARTITION BY {key_list}) AS _dup FROM {relation}
+    ) b
+    WHERE (b.message_id IS NULL OR b._dup = 1)
+      AND (b.message_id IS NULL OR NOT EXISTS (
+            SELECT 1 FROM {table} t
+            WHERE t.creation_ts BETWEEN (SELECT min(creation_ts) FROM {relation})
+                                    AND (SELECT max(creation_ts) FROM {relation})
+              AND {match}))
+    """
+
+
+NAMED_QUERIES: dict[str, str] = {
+    "latest-positions": """
+        SELECT account_id, category, symbol, position_idx, side, size, entry_price,
+               mark_price, unrealised_pnl, exchange_ts, source
+        FROM latest_positions ORDER BY account_id, category, symbol, position_idx
+    """,
+    "latest-wallets": """
+        SELECT account_id, account_type, coin, wallet_balance, equity, usd_value,
+               total_equity, total_available_balance, exchange_ts, source
+        FROM latest_wallets ORDER BY account_id, account_type, coin
+    """,
+    "gaps": "SELECT * FROM gaps",
+}

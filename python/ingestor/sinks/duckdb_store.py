@@ -1,0 +1,116 @@
+"""The DuckDB file store: one transaction per flush, the file lock held only while a flush
+runs, so analysts can open the file read-only between flushes. While a reader holds the file,
+batches wait in an on-disk spool beside it and a warning names the holder."""
+
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+
+import duckdb
+
+from ingestor import queries
+from ingestor.sinks import Batches, group_by_table
+from ingestor.sinks.spool import Spool
+
+log = logging.getLogger(__name__)
+
+_LOCK_HOLDER = re.compile(r"Conflicting lock is held in (.+?) \(PID (\d+)\)")
+
+
+class StoreBusy(Exception):
+    """Another process holds the DuckDB file."""
+
+
+def open_connection(path: Path) -> duckdb.DuckDBPyConnection:
+    try:
+        return duckdb.connect(str(path))
+    except duckdb.IOException as e:
+        if "lock" in str(e).lower():
+            holder = _LOCK_HOLDER.search(str(e))
+            who = f"{holder.group(1)} (PID {holder.group(2)})" if holder else "another process"
+            raise StoreBusy(who) from None
+        raise
+
+
+class DuckDBStore:
+    def __init__(self, path: str | Path, *, spool_dir: str | Path | None = None) -> None:
+        self.path = Path(path)
+        self.spool = Spool(Path(spool_dir) if spool_dir else self.path.with_suffix(".spool"))
+        self._busy_since_warning = False
+
+    def create(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open_connection(self.path) as con:
+            for statement in queries.create_tables() + queries.VIEWS:
+                con.execute(statement)
+
+    def write(self, batches: Batches) -> int:
+        # Order is kept: once anything waits in the spool, new batches queue behind it.
+        if len(self.spool):
+            self.spool.put(batches)
+            return self.drain()
+        try:
+            return self._commit(batches)
+        except StoreBusy as busy:
+            self._warn_busy(busy)
+            self.spool.put(batches)
+            return 0
+
+    def drain(self) -> int:
+        """Commits everything spooled, if the file can be had now."""
+        files, batches = self.spool.peek()
+        if not files:
+            return 0
+        try:
+            rows = self._commit(batches)
+        except StoreBusy as busy:
+            self._warn_busy(busy)
+            return 0
+        self.spool.remove(files)
+        log.info(
+            "spool drained: %d rows from %d files committed to %s", rows, len(files), self.path
+        )
+        return rows
+
+    def close(self) -> None:
+        self.drain()
+        if len(self.spool):
+            log.warning(
+                "%d spooled batch files remain in %s; they are committed on the next start",
+                len(self.spool),
+                self.spool.directory,
+            )
+
+    def _warn_busy(self, busy: StoreBusy) -> None:
+        if not self._busy_since_warning:
+            log.warning(
+                "%s is held by %s: batches wait in %s until it is released",
+                self.path,
+                busy,
+                self.spool.directory,
+            )
+            self._busy_since_warning = True
+
+    def _commit(self, batches: Batches) -> int:
+        tables = group_by_table(batches)
+        if not tables:
+            return 0
+        rows = 0
+        with open_connection(self.path) as con:
+            con.execute("BEGIN")
+            try:
+                for name in queries.TABLES:
+                    if name not in tables:
+                        continue
+                    con.register("incoming", tables[name])
+                    # DuckDB answers an INSERT with the number of rows it inserted.
+                    rows += con.execute(queries.insert_new_rows(name, "incoming")).fetchone()[0]
+                    con.unregister("incoming")
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+        self._busy_since_warning = False
+        return rows

@@ -1,0 +1,172 @@
+"""The DuckDB store on real files: tables from the core's schemas, exact decimals, the views,
+deduplication of replayed pushes, and a reader holding the file."""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+
+import duckdb
+import orjson
+import pyarrow as pa
+
+import ingestor
+from ingestor import queries
+from ingestor.sinks.duckdb_store import DuckDBStore
+
+FIXTURES = Path(__file__).parent / "fixtures"
+POSITION_PUSH = (FIXTURES / "position_push.json").read_bytes()
+WALLET_PUSH = (FIXTURES / "wallet_push.json").read_bytes()
+
+
+def position_push(message_id: str, updated_ms: int, size: str, seq: int) -> bytes:
+    push = orjson.loads(POSITION_PUSH)
+    push["id"] = message_id
+    push["creationTime"] = updated_ms + 5
+    push["data"][0].update(updatedTime=str(updated_ms), size=size, seq=seq, side="Buy")
+    return orjson.dumps(push)
+
+
+def batches(frames: list[bytes], account_id: str = "acct-1") -> list[tuple[str, pa.RecordBatch]]:
+    return list(ingestor.decode(frames, account_id=account_id).items())
+
+
+def query(path: Path, sql: str) -> list[tuple]:
+    with duckdb.connect(str(path), read_only=True) as con:
+        return con.execute(sql).fetchall()
+
+
+def test_tables_mirror_the_core_schemas(tmp_path):
+    store = DuckDBStore(tmp_path / "c.duckdb")
+    store.create()
+    store.create()  # idempotent
+    core = ingestor.schemas()
+    for table in queries.TABLES:
+        columns = query(tmp_path / "c.duckdb", f"DESCRIBE {table}")
+        assert [c[0] for c in columns] == core[table].names
+    types = dict((c[0], c[1]) for c in query(tmp_path / "c.duckdb", "DESCRIBE position_snapshots"))
+    assert types["size"] == "DECIMAL(38,18)"
+    assert types["exchange_ts"] == "TIMESTAMP WITH TIME ZONE"
+
+
+def test_latest_views_and_exact_values(tmp_path):
+    path = tmp_path / "c.duckdb"
+    store = DuckDBStore(path)
+    store.create()
+    frames = [
+        position_push("m1", 1_700_000_000_000, "1.5", 10),
+        position_push("m2", 1_700_000_001_000, "0.000000000000000001", 11),
+        WALLET_PUSH,
+    ]
+    assert store.write(batches(frames)) == 4  # two positions, two coins
+    (latest,) = query(path, "SELECT size, seq FROM latest_positions")
+    assert latest == (Decimal("0.000000000000000001"), 11)
+    (asof,) = query(path, "SELECT size FROM positions_asof(TIMESTAMPTZ '2023-11-14 22:13:20.5+00')")
+    assert asof == (Decimal("1.5"),)
+    wallets = dict(query(path, "SELECT coin, wallet_balance FROM latest_wallets"))
+    assert wallets == {"BTC": Decimal("0.00102964"), "USDT": Decimal("9684.46297164")}
+    (null_count,) = query(
+        path, "SELECT count(*) FROM latest_wallets WHERE available_to_withdraw IS NULL"
+    )[0]
+    assert null_count == 1
+
+
+def test_replayed_pushes_do_not_make_second_rows(tmp_path):
+    path = tmp_path / "c.duckdb"
+    store = DuckDBStore(path)
+    store.create()
+    push = position_push("m1", 1_700_000_000_000, "1", 10)
+    assert store.write(batches([push, push, WALLET_PUSH, WALLET_PUSH])) == 3
+    assert store.write(batches([push, WALLET_PUSH])) == 0
+    assert store.write(batches([position_push("m2", 1_700_000_000_000, "1", 10)])) == 1
+    counts = query(
+        path,
+        "SELECT (SELECT count(*) FROM position_snapshots), (SELECT count(*) FROM wallet_snapshots)",
+    )
+    assert counts == [(2, 2)]
+
+
+def test_gaps_from_connection_events(tmp_path):
+    path = tmp_path / "c.duckdb"
+    store = DuckDBStore(path)
+    store.create()
+    schema = ingestor.schemas()["connection_events"]
+
+    def at(second: int) -> datetime:
+        return datetime(2026, 1, 1, 0, 0, second, tzinfo=UTC)
+
+    events = [
+        ("subscribed", 1, None),
+        ("disconnected", 5, "no pong within 10.0 s"),
+        ("connecting", 6, None),
+        ("disconnected", 7, "connect failed"),
+        ("subscribed", 9, None),
+        ("disconnected", 20, "server closed"),
+    ]
+    batch = pa.RecordBatch.from_pylist(
+        [{"account_id": "a", "local_ts": at(s), "event": e, "reason": r} for e, s, r in events],
+        schema=schema,
+    )
+    store.write([("connection_events", batch)])
+    gaps = query(path, "SELECT start_ts, end_ts, reason FROM gaps")
+    assert gaps == [
+        (at(5), at(9), "no pong within 10.0 s"),
+        (at(20), None, "server closed"),
+    ]
+
+
+HOLD_READ_ONLY = """
+import sys, time, duckdb
+con = duckdb.connect(sys.argv[1], read_only=True)
+print("holding", flush=True)
+time.sleep(float(sys.argv[2]))
+"""
+
+
+def test_a_reader_holding_the_file_costs_nothing(tmp_path, caplog):
+    path = tmp_path / "c.duckdb"
+    store = DuckDBStore(path)
+    store.create()
+    reader = subprocess.Popen(
+        [sys.executable, "-c", HOLD_READ_ONLY, str(path), "3"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert reader.stdout.readline().strip() == "holding"
+    with caplog.at_level(logging.WARNING):
+        assert store.write(batches([position_push("m1", 1_700_000_000_000, "1", 1)])) == 0
+        assert store.write(batches([position_push("m2", 1_700_000_000_100, "2", 2)])) == 0
+    assert len(store.spool) == 2
+    assert f"PID {reader.pid}" in caplog.text
+    reader.wait(timeout=30)
+    # The next flush commits the spooled batches first, then its own.
+    assert store.write(batches([position_push("m3", 1_700_000_000_200, "3", 3)])) == 3
+    assert len(store.spool) == 0
+    sizes = query(path, "SELECT size FROM position_snapshots ORDER BY seq")
+    assert sizes == [(Decimal(1),), (Decimal(2),), (Decimal(3),)]
+
+
+def test_close_leaves_unwritten_batches_spooled_for_the_next_start(tmp_path):
+    path = tmp_path / "c.duckdb"
+    store = DuckDBStore(path)
+    store.create()
+    reader = subprocess.Popen(
+        [sys.executable, "-c", HOLD_READ_ONLY, str(path), "30"], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert reader.stdout.readline().strip() == "holding"
+        store.write(batches([position_push("m1", 1_700_000_000_000, "1", 1)]))
+        store.close()
+        assert len(store.spool) == 1
+    finally:
+        reader.kill()
+        reader.wait()
+    time.sleep(0.1)
+    again = DuckDBStore(path)
+    assert again.drain() == 1
+    assert query(path, "SELECT count(*) FROM position_snapshots") == [(1,)]
