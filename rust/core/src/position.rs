@@ -76,6 +76,8 @@ pub struct PositionElement<'a> {
     pub risk_id: Int,
     pub risk_limit_value: Dec,
     pub entry_price: Dec,
+    /// `/v5/position/list` names the entry price `avgPrice`; pushes call it `entryPrice`.
+    pub avg_price: Dec,
     pub mark_price: Dec,
     pub leverage: Dec,
     pub position_balance: Dec,
@@ -163,7 +165,8 @@ impl PositionColumns {
         self.position_idx.append_value(position_idx);
         self.side.append_option(side(&e.side));
         self.size.append_option(e.size.0);
-        self.entry_price.append_option(e.entry_price.0);
+        self.entry_price
+            .append_option(e.entry_price.0.or(e.avg_price.0));
         self.mark_price.append_option(e.mark_price.0);
         self.position_value.append_option(e.position_value.0);
         self.leverage.append_option(e.leverage.0);

@@ -298,7 +298,7 @@ fn schemas_match_the_batches() {
 
 #[test]
 fn rest_pages_become_rest_rows_and_errors_add_nothing() {
-    let element = r#"{"symbol":"ETHUSDT","positionIdx":1,"side":"Buy","size":"0.5","updatedTime":"1700000000001"}"#;
+    let element = r#"{"symbol":"ETHUSDT","positionIdx":1,"side":"Buy","size":"0.5","avgPrice":"2000.5","updatedTime":"1700000000001"}"#;
     let page = format!(
         r#"{{"retCode":0,"retMsg":"OK","result":{{"category":"linear","list":[{element},{{"symbol":"X"}}],"nextPageCursor":"abc%3D"}},"retExtInfo":{{}},"time":1700000000500}}"#
     );
@@ -316,6 +316,11 @@ fn rest_pages_become_rest_rows_and_errors_add_nothing() {
     assert_eq!(text(&rows, "source", 0).as_deref(), Some("rest"));
     assert_eq!(text(&rows, "category", 0).as_deref(), Some("linear"));
     assert_eq!(text(&rows, "raw_json", 0).as_deref(), Some(element));
+    assert_eq!(
+        decimal(&rows, "entry_price", 0),
+        Some(20_005 * E18 / 10),
+        "REST's avgPrice is the entry price"
+    );
     let rejects = decoder.cut(Table::Rejects);
     assert!(text(&rejects, "reason", 0)
         .unwrap()
