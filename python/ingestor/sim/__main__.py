@@ -1,0 +1,184 @@
+"""`python -m ingestor.sim`: run the simulated exchange until a signal or `--duration`.
+
+On start it prints one JSON line to stdout (`{"ws_url", "rest_url", "accounts", "seed"}`)
+so a script can read where it listens. At `--duration` or on SIGINT/SIGTERM the market
+closes and faults cease; the server keeps serving for `--grace` seconds so clients can
+reconnect and resync (a second signal ends the grace early); then the truth (with fault,
+push and connection counters) is written to `--truth` and the process exits 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import signal
+import sys
+from pathlib import Path
+
+from ingestor.sim.accounts_file import write_accounts_file
+from ingestor.sim.exchange import DEFAULT_IDLE_TIMEOUT, Exchange
+from ingestor.sim.faults import FaultConfig, parse_accounts
+
+
+def parser() -> argparse.ArgumentParser:
+    """The command line (every flag is documented in its help)."""
+    ap = argparse.ArgumentParser(prog="python -m ingestor.sim", description=__doc__)
+    ap.add_argument("--accounts", type=int, default=10, help="number of accounts (sim-0001...)")
+    ap.add_argument("--seed", type=int, default=0, help="seed of keys, market and faults")
+    ap.add_argument("--port", type=int, default=0, help="TCP port on 127.0.0.1 (0: any free)")
+    ap.add_argument(
+        "--duration", type=float, help="seconds of market, then close (default: until a signal)"
+    )
+    ap.add_argument(
+        "--grace", type=float, default=5.0, help="seconds to keep serving after the close"
+    )
+    ap.add_argument("--truth", type=Path, help="write the final truth JSON here")
+    ap.add_argument(
+        "--write-accounts", type=Path, help="write an accounts YAML here (+ .env beside it)"
+    )
+    ap.add_argument(
+        "--inline-secrets", action="store_true", help="put secrets in the YAML, no env file"
+    )
+    ap.add_argument(
+        "--sink-path", default="capture.duckdb", help="sink path written in the accounts YAML"
+    )
+    ap.add_argument("--tick", type=float, default=0.05, help="seconds between market steps")
+    ap.add_argument("--trade-rate", type=float, default=1.0, help="trades per account per second")
+    ap.add_argument("--hedge-ratio", type=float, default=0.3, help="share of hedge-mode accounts")
+    ap.add_argument(
+        "--idle-timeout",
+        type=float,
+        default=DEFAULT_IDLE_TIMEOUT,
+        help="seconds of client silence before a close",
+    )
+    ap.add_argument(
+        "--firehose", action="store_true", help="pre-encoded pushes as fast as clients read"
+    )
+    ap.add_argument("--firehose-frames", type=int, help="frames per connection in firehose mode")
+    ap.add_argument(
+        "--log-level", default="WARNING", help="logging level (INFO shows connections and faults)"
+    )
+    faults = ap.add_argument_group("faults (for --fault-accounts, default all)")
+    faults.add_argument("--fault-accounts", help="comma-separated account ids the faults apply to")
+    faults.add_argument(
+        "--drop-per-s", type=float, default=0.0, help="connection drops per connection per second"
+    )
+    faults.add_argument(
+        "--drop-per-push", type=float, default=0.0, help="probability a push drops the connection"
+    )
+    faults.add_argument(
+        "--refuse-auth", type=float, default=0.0, help="probability an auth is refused"
+    )
+    faults.add_argument(
+        "--broken-frame-rate",
+        type=float,
+        default=0.0,
+        help="probability of a broken frame per push",
+    )
+    faults.add_argument(
+        "--unknown-topic-rate",
+        type=float,
+        default=0.0,
+        help="probability of an unknown-topic frame per push",
+    )
+    faults.add_argument(
+        "--duplicate-rate", type=float, default=0.0, help="probability a push is sent twice"
+    )
+    faults.add_argument(
+        "--ping-silence-after", type=float, help="seconds after auth when pongs and pushes stop"
+    )
+    faults.add_argument(
+        "--slow-send", type=float, default=0.0, help="seconds of delay before every frame"
+    )
+    faults.add_argument(
+        "--rest-error-rate", type=float, default=0.0, help="probability of REST retCode 10016"
+    )
+    faults.add_argument(
+        "--rest-rate-limit", type=int, help="REST requests per second per key and path (default 50)"
+    )
+    return ap
+
+
+def fault_config(args: argparse.Namespace) -> FaultConfig:
+    """The single fault config the CLI can express."""
+    return FaultConfig(
+        accounts=parse_accounts(args.fault_accounts),
+        drop_per_s=args.drop_per_s,
+        drop_per_push=args.drop_per_push,
+        refuse_auth=args.refuse_auth,
+        broken_frame_rate=args.broken_frame_rate,
+        unknown_topic_rate=args.unknown_topic_rate,
+        duplicate_rate=args.duplicate_rate,
+        ping_silence_after=args.ping_silence_after,
+        slow_send_s=args.slow_send,
+        rest_error_rate=args.rest_error_rate,
+        rest_rate_limit=args.rest_rate_limit,
+    )
+
+
+async def run(args: argparse.Namespace) -> int:
+    """Serve, close the market, keep serving for the grace period, write the truth."""
+    exchange = Exchange(
+        args.accounts,
+        args.seed,
+        port=args.port,
+        duration=args.duration,
+        tick=args.tick,
+        trade_rate=args.trade_rate,
+        hedge_ratio=args.hedge_ratio,
+        idle_timeout=args.idle_timeout,
+        faults=fault_config(args),
+        firehose=args.firehose,
+        firehose_frames=args.firehose_frames,
+    )
+    signalled = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, signalled.set)
+    async with exchange:
+        if args.write_accounts:
+            write_accounts_file(
+                args.write_accounts,
+                exchange.accounts,
+                ws_url=exchange.ws_url,
+                rest_url=exchange.rest_url,
+                inline=args.inline_secrets,
+                sink_path=args.sink_path,
+            )
+        banner = {
+            "ws_url": exchange.ws_url,
+            "rest_url": exchange.rest_url,
+            "accounts": args.accounts,
+            "seed": args.seed,
+        }
+        print(json.dumps(banner), flush=True)
+        closed = asyncio.create_task(exchange.wait_market_closed())
+        stop = asyncio.create_task(signalled.wait())
+        await asyncio.wait({closed, stop}, return_when=asyncio.FIRST_COMPLETED)
+        await exchange.stop_market()
+        signalled.clear()
+        stop.cancel()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(signalled.wait(), args.grace)
+        report = exchange.report()
+    if args.truth:
+        args.truth.write_text(json.dumps(report, indent=1) + "\n")
+    summary = {k: sum(v.values()) for k, v in report["faults"].items() if v}
+    print(json.dumps({"steps": report["run"]["steps"], "faults": summary}), file=sys.stderr)
+    if "firehose" in report:
+        print(json.dumps({"firehose": report["firehose"]}), flush=True)
+    return 0
+
+
+def main() -> int:
+    """Entry point."""
+    args = parser().parse_args()
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(message)s")
+    return asyncio.run(run(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
