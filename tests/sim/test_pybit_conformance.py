@@ -1,0 +1,127 @@
+"""Conformance against a client nobody here wrote: pybit 5.17, pointed at the simulator.
+
+pybit is synchronous (threads), so the exchange runs on its own loop thread here.
+"""
+
+from __future__ import annotations
+
+import queue
+import time
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from pybit import unified_trading
+from pybit.exceptions import InvalidRequestError
+
+from ingestor.sim import Exchange
+
+
+def wait_until(condition: Any, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.01)
+
+
+def http_client(ex: Exchange, api_key: str, api_secret: str) -> unified_trading.HTTP:
+    session = unified_trading.HTTP(api_key=api_key, api_secret=api_secret, max_retries=1)
+    session.endpoint = ex.rest_url
+    return session
+
+
+def test_pybit_websocket_authenticates_subscribes_and_receives(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with Exchange(accounts=2, seed=11, trade_rate=10).running_in_thread() as ex:
+        monkeypatch.setattr(unified_trading, "PRIVATE_WSS", ex.ws_url)
+        account = ex.accounts[0]
+        received: queue.Queue[dict[str, Any]] = queue.Queue()
+        ws = unified_trading.WebSocket(
+            channel_type="private",
+            testnet=False,
+            api_key=account.api_key,
+            api_secret=account.api_secret,
+        )
+        try:
+            ws.position_stream(received.put)
+            ws.wallet_stream(received.put)
+            topics: set[str] = set()
+            deadline = time.monotonic() + 10
+            while topics != {"position", "wallet"}:
+                message = received.get(timeout=max(0.01, deadline - time.monotonic()))
+                topics.add(message["topic"])
+                assert isinstance(message["data"], list) and message["data"]
+            assert ws.auth is True
+        finally:
+            ws.exit()
+        counters = ex.counters()[account.account_id]
+        assert counters["auth_ok"] == 1 and counters["subscribed"] == 2
+
+
+def test_pybit_websocket_with_wrong_secret_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    with Exchange(accounts=1, seed=11, market=False).running_in_thread() as ex:
+        monkeypatch.setattr(unified_trading, "PRIVATE_WSS", ex.ws_url)
+        account = ex.accounts[0]
+        ws = unified_trading.WebSocket(
+            channel_type="private", testnet=False, api_key=account.api_key, api_secret="W" * 36
+        )
+        try:
+            wait_until(lambda: ex.counters().get(account.account_id, {}).get("auth_failed") == 1)
+            assert ws.auth is False
+        finally:
+            ws.exit()
+        assert "auth_ok" not in ex.counters()[account.account_id]
+
+
+def test_pybit_http_reads_positions_and_wallet_with_valid_signatures() -> None:
+    with Exchange(accounts=2, seed=12, market=False, trade_rate=20).running_in_thread() as ex:
+        ex.run_sync(ex.advance(80))
+        ex.run_sync(ex.stop_market())
+        truth = ex.truth()
+        account = ex.accounts[0]
+        session = http_client(ex, account.api_key, account.api_secret)
+        listed = []
+        for category, coin in (("linear", "USDT"), ("inverse", "BTC")):
+            answer = session.get_positions(category=category, settleCoin=coin, limit=200)
+            assert answer["retCode"] == 0
+            listed += [
+                (category, p["symbol"], p["positionIdx"], p["size"])
+                for p in answer["result"]["list"]
+            ]
+        expected = [
+            (p["category"], p["symbol"], p["position_idx"], p["size"])
+            for p in truth["positions"]
+            if p["account_id"] == account.account_id and p["size"] != "0"
+        ]
+        assert sorted(listed) == sorted(expected) and expected
+        wallet = session.get_wallet_balance(accountType="UNIFIED")["result"]["list"][0]
+        balances = {c["coin"]: Decimal(c["walletBalance"]) for c in wallet["coin"]}
+        assert balances == {
+            w["coin"]: Decimal(w["wallet_balance"])
+            for w in truth["wallets"]
+            if w["account_id"] == account.account_id
+        }
+        info = session.get_api_key_information()
+        assert info["result"]["apiKey"] == account.api_key
+
+
+def test_pybit_http_tampered_signature_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    with Exchange(accounts=1, seed=12, market=False).running_in_thread() as ex:
+        account = ex.accounts[0]
+        wrong_secret = http_client(ex, account.api_key, "S" * 36)
+        with pytest.raises(InvalidRequestError) as refused:
+            wrong_secret.get_wallet_balance(accountType="UNIFIED")
+        assert refused.value.status_code == 10004
+        tampered = http_client(ex, account.api_key, account.api_secret)
+        real_auth = tampered._auth
+
+        def flip_last_hex_digit(**kwargs: Any) -> str:
+            signature = real_auth(**kwargs)
+            return signature[:-1] + ("0" if signature[-1] != "0" else "1")
+
+        monkeypatch.setattr(tampered, "_auth", flip_last_hex_digit)
+        with pytest.raises(InvalidRequestError) as refused:
+            tampered.get_positions(category="linear", settleCoin="USDT")
+        assert refused.value.status_code == 10004
+        assert ex.counters()[account.account_id]["rest_denied"] == 2
