@@ -299,7 +299,9 @@ class Exchange:
         """Open authenticated connections (of one account)."""
         return self._on_loop(
             lambda: sum(
-                1 for s in self._server.sessions if s.account and account_id in (None, s.account_id)
+                1
+                for s in self._server.sessions
+                if s.account and not s.cut and account_id in (None, s.account_id)
             )
         )
 

@@ -64,6 +64,7 @@ class Session:
     account: Account | None = None
     topics: set[str] = field(default_factory=set)
     zombie: bool = False
+    cut: bool = False
     queue: asyncio.Queue[tuple[bytes, str | None]] = field(default_factory=asyncio.Queue)
     timers: list[asyncio.TimerHandle] = field(default_factory=list)
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
@@ -79,6 +80,7 @@ class Session:
 
     def abort(self) -> None:
         """Cut the TCP connection without a close frame, as a network fault does."""
+        self.cut = True
         transport = self.request.transport
         if transport is not None:
             transport.abort()
@@ -167,7 +169,7 @@ class Server:
         """Queue one push, with whatever faults the account's config rolls for it."""
         account_id = session.account_id
         config = self.faults.config(account_id)
-        if session.zombie:
+        if session.zombie or session.cut:
             return
         if self.faults.roll(config.drop_per_push):
             self.faults.hit("drop", account_id)
@@ -190,7 +192,7 @@ class Server:
         """Abort every authenticated connection (of one account); each one counts as a fault."""
         dropped = 0
         for session in list(self.sessions):
-            if session.account and account_id in (None, session.account_id):
+            if session.account and not session.cut and account_id in (None, session.account_id):
                 self.faults.hit("drop", session.account_id)
                 session.abort()
                 dropped += 1
@@ -358,7 +360,8 @@ class Server:
         log.info("fault: ping silence %s (%s)", session.conn_id, session.account_id)
 
     def _timed_drop(self, session: Session) -> None:
-        if self.faults.config(session.account_id).drop_per_s > 0 and session in self.sessions:
+        config = self.faults.config(session.account_id)
+        if config.drop_per_s > 0 and session in self.sessions and not session.cut:
             self.faults.hit("drop", session.account_id)
             log.info("fault: drop %s (%s)", session.conn_id, session.account_id)
             session.abort()
