@@ -118,6 +118,10 @@ class Settings:
     workers: int = max(1, os.cpu_count() or 1)
     raw_json: bool = True
     metrics_port: int | None = None
+    #: Connection engine tuning (ping_interval, backoff_cap, connect_budget, ...).
+    engine: Mapping[str, float | int] = field(default_factory=dict)
+    #: How the service runs the built-in simulator for `environment: sim` accounts.
+    simulator: Mapping[str, Any] = field(default_factory=dict)
     source: str = "<memory>"
 
 
@@ -273,14 +277,20 @@ def _account(reader: _Reader, raw: Any, index: int) -> Account:
     if ws_url is not None and not ws_url.startswith(("ws://", "wss://")):
         raise reader.error(raw, "ws_url", f"{where}.ws_url", "expected a ws:// or wss:// URL")
     simulated = environment == SIM
+    if simulated and ws_url is None and "api_key" not in raw and "api_secret" not in raw:
+        # The service starts the simulator, which issues this account's key.
+        api_key = api_secret = Secret("")
+    else:
+        api_key = reader.secret(raw, "api_key", f"{where}.api_key", simulated)
+        api_secret = reader.secret(raw, "api_secret", f"{where}.api_secret", simulated)
     topics = _strings(reader, raw, "topics", f"{where}.topics", TOPICS, ("position", "wallet"))
     return Account(
         id=account_id,
         environment=environment,
         ws_url=ws_url,
         rest_url=rest_url,
-        api_key=reader.secret(raw, "api_key", f"{where}.api_key", simulated),
-        api_secret=reader.secret(raw, "api_secret", f"{where}.api_secret", simulated),
+        api_key=api_key,
+        api_secret=api_secret,
         topics=topics,
         categories=_strings(
             reader, raw, "categories", f"{where}.categories", CATEGORIES, CATEGORIES
@@ -317,7 +327,13 @@ def load(
     if not isinstance(data, _Mapping):
         raise ConfigError(path, None, "", "expected a mapping with an `accounts` list")
 
-    known = {"accounts", "sink", *(name for name, _ in ENV_OVERRIDES.values())}
+    known = {
+        "accounts",
+        "sink",
+        "engine",
+        "simulator",
+        *(name for name, _ in ENV_OVERRIDES.values()),
+    }
     for key in data:
         if key not in known:
             raise reader.error(
@@ -356,7 +372,10 @@ def load(
         )
     store = reader.get(sink_raw, "path", "sink.path", str, DEFAULT_STORE[kind])
 
-    values: dict[str, Any] = {}
+    values: dict[str, Any] = {
+        "engine": _tuning(reader, data, "engine", ENGINE_SETTINGS),
+        "simulator": _tuning(reader, data, "simulator", SIMULATOR_SETTINGS),
+    }
     defaults = Settings(accounts=())
     for setting, kind_of in ENV_OVERRIDES.values():
         values[setting] = reader.get(data, setting, setting, kind_of, getattr(defaults, setting))
@@ -371,6 +390,66 @@ def load(
     )
     _check_ranges(reader, data, settings)
     return apply_overrides(settings, overrides or {})
+
+
+#: Engine settings a file may tune, all in seconds except the counts.
+ENGINE_SETTINGS = {
+    "ping_interval": float,
+    "pong_timeout": float,
+    "handshake_timeout": float,
+    "backoff_base": float,
+    "backoff_cap": float,
+    "stable_after": float,
+    "connect_budget": int,
+    "connect_window": float,
+    "connect_burst": int,
+    "rest_timeout": float,
+    "rest_attempts": int,
+    "max_frame_bytes": int,
+    "worker_threads": int,
+}
+
+
+#: Simulator settings for `environment: sim` accounts: the `python -m ingestor.sim` flags.
+SIMULATOR_SETTINGS = {
+    "seed": int,
+    "trade_rate": float,
+    "tick": float,
+    "grace": float,
+    "truth": str,
+    "drop_per_s": float,
+    "drop_per_push": float,
+    "refuse_auth": float,
+    "broken_frame_rate": float,
+    "unknown_topic_rate": float,
+    "duplicate_rate": float,
+    "ping_silence_after": float,
+    "slow_send": float,
+    "rest_error_rate": float,
+}
+
+
+def _tuning(
+    reader: _Reader, data: _Mapping, section: str, allowed: Mapping[str, type]
+) -> dict[str, Any]:
+    raw = data.get(section)
+    if raw is None:
+        return {}
+    if not isinstance(raw, _Mapping):
+        raise reader.error(data, section, section, f"expected a mapping of {section} settings")
+    values: dict[str, Any] = {}
+    for key in raw:
+        where = f"{section}.{key}"
+        if key not in allowed:
+            known = ", ".join(sorted(allowed))
+            raise reader.error(raw, key, where, f"unknown {section} setting; known: {known}")
+        value = reader.get(raw, key, where, allowed[key], None)
+        if value is None:
+            continue
+        if allowed[key] is not str and value < 0:
+            raise reader.error(raw, key, where, "must not be negative")
+        values[key] = value
+    return values
 
 
 def _from_env(path: Path, name: str, text: str, kind: type) -> Any:

@@ -1,0 +1,113 @@
+"""`python -m ingestor`: capture (the default), or `query` a store.
+
+python -m ingestor --accounts accounts.yaml [--sink duckdb] [--store PATH] [--duration S]
+python -m ingestor query latest-positions|latest-wallets|gaps|"SQL" --store PATH
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from ingestor import config
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(processName)s %(name)s: %(message)s"
+
+
+def setup_logging(level: str) -> None:
+    import multiprocessing_logging
+
+    logging.basicConfig(level=level.upper(), format=LOG_FORMAT, stream=sys.stderr)
+    # Every process's records go through one handler in this process, to one stream.
+    multiprocessing_logging.install_mp_handler()
+
+
+def capture_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m ingestor",
+        description="Capture Bybit V5 private streams into DuckDB, Parquet or DuckLake.",
+        epilog="Other commands: `python -m ingestor query --help`.",
+    )
+    parser.add_argument("--accounts", required=True, type=Path, help="accounts.yaml")
+    parser.add_argument("--sink", choices=config.SINK_KINDS, help="overrides the file's sink")
+    parser.add_argument("--store", help="store path (file, folder or lake); overrides the file")
+    parser.add_argument("--duration", type=float, help="stop after this many seconds")
+    parser.add_argument("--workers", type=int, help="collector processes (default: cores)")
+    parser.add_argument(
+        "--status",
+        choices=("auto", "table", "log"),
+        default="auto",
+        help="a live table on a terminal (auto), or a log line every 10 s",
+    )
+    parser.add_argument("--log-level", default="info")
+    return parser
+
+
+def query_parser() -> argparse.ArgumentParser:
+    from ingestor.queries import NAMED_QUERIES
+
+    parser = argparse.ArgumentParser(
+        prog="python -m ingestor query", description="Print a query's answer as a table."
+    )
+    parser.add_argument("query", help=f"{', '.join(NAMED_QUERIES)} or any SQL")
+    parser.add_argument("--store", required=True, type=Path, help="the DuckDB file")
+    parser.add_argument("--limit", type=int, default=1000, help="rows shown at most")
+    return parser
+
+
+def run_query(argv: list[str]) -> int:
+    import duckdb
+
+    from ingestor.queries import NAMED_QUERIES
+
+    args = query_parser().parse_args(argv)
+    if not args.store.exists():
+        print(f"error: {args.store} does not exist", file=sys.stderr)
+        return 2
+    sql = NAMED_QUERIES.get(args.query, args.query)
+    try:
+        with duckdb.connect(str(args.store), read_only=True) as con:
+            relation = con.sql(sql)
+            if relation is None:
+                return 0
+            relation.show(max_rows=args.limit, max_width=10_000)
+    except duckdb.Error as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def run_capture(argv: list[str]) -> int:
+    from ingestor.service.status import Status
+    from ingestor.service.supervisor import Supervisor
+
+    args = capture_parser().parse_args(argv)
+    try:
+        settings = config.load(
+            args.accounts,
+            overrides={"sink": args.sink, "store": args.store, "workers": args.workers},
+        )
+    except config.ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    setup_logging(args.log_level)
+    live = args.status == "table" or (args.status == "auto" and sys.stdout.isatty())
+    from ingestor.service.simulator import simulated
+
+    with simulated(settings) as ready:
+        return Supervisor(ready, duration=args.duration, status=Status(ready, live=live)).run()
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "query":
+        return run_query(argv[1:])
+    if argv and argv[0] == "run":
+        argv = argv[1:]
+    return run_capture(argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

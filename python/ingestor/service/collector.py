@@ -1,0 +1,70 @@
+"""A collector process: the Rust engine holding a shard of the accounts, its batches sent to
+the writer as Arrow IPC bytes."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import time
+from multiprocessing.connection import Connection
+from multiprocessing.synchronize import Event
+from typing import Any
+
+from ingestor._core import Collector
+from ingestor.config import Settings
+from ingestor.service.messages import BATCH, COLLECTOR_STATS, DONE, to_ipc
+
+log = logging.getLogger("ingestor.collector")
+
+STATS_EVERY = 1.0
+
+
+def engine_options(settings: Settings) -> dict[str, Any]:
+    return {
+        "batch_size": settings.batch_size,
+        "flush_interval": settings.flush_interval,
+        "max_pending_rows": settings.max_pending_rows,
+        "keep_raw": settings.raw_json,
+        **settings.engine,
+    }
+
+
+def run(
+    worker: int,
+    specs: list[dict[str, object]],
+    settings: Settings,
+    out: Connection,
+    stop: Event,
+) -> None:
+    """Runs until `stop` is set, then closes the engine and hands over every last batch.
+
+    Everything goes to the supervisor through this collector's own pipe: a collector killed
+    in the middle of a send can break only its own pipe, never a queue others write to.
+    """
+    # The supervisor owns signals: it sets `stop` and we drain in order.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    log.info("collector %d (pid %d) starting with %d accounts", worker, os.getpid(), len(specs))
+    collector = Collector(specs, **engine_options(settings))
+    next_stats = 0.0
+    while not stop.is_set():
+        for table, batch in collector.next_batches(0.2):
+            out.send((BATCH, worker, table, to_ipc(batch)))
+        if time.monotonic() >= next_stats:
+            out.send(
+                (
+                    COLLECTOR_STATS,
+                    worker,
+                    collector.stats(),
+                    collector.connect_queue(),
+                    collector.undelivered_rows(),
+                )
+            )
+            next_stats = time.monotonic() + STATS_EVERY
+    last = collector.close()
+    for table, batch in last:
+        out.send((BATCH, worker, table, to_ipc(batch)))
+    out.send((DONE, worker))
+    out.close()
+    log.info("collector %d closed; %d last batches handed over", worker, len(last))

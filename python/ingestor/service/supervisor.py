@@ -1,0 +1,217 @@
+"""The supervisor: starts the writer and the collectors, relays batches from the collectors'
+pipes to the writer, restarts a collector that dies, shows status, and turns SIGINT/SIGTERM
+into an orderly drain (a second signal exits at once, keeping what is committed)."""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import queue
+import signal
+import time
+import zlib
+from multiprocessing.connection import Connection, wait
+from typing import Any
+
+from ingestor.config import Account, Settings
+from ingestor.service import collector, writer
+from ingestor.service.messages import BATCH, COLLECTOR_STATS, DONE, END, WRITER_STATS
+from ingestor.service.status import Status
+
+log = logging.getLogger("ingestor.supervisor")
+
+#: Batches waiting for the writer, at most; past this the supervisor stops reading the
+#: collectors' pipes, they stop taking batches, and their engines stop reading sockets.
+WRITER_QUEUE_BATCHES = 64
+RESTART_DELAY_S = 1.0
+COLLECTOR_DRAIN_S = 30.0
+WRITER_DRAIN_S = 120.0
+
+
+def shard_of(account_id: str, shards: int) -> int:
+    """A stable shard: the same account lands in the same collector on every run."""
+    return zlib.crc32(account_id.encode()) % shards
+
+
+def shard(accounts: tuple[Account, ...], shards: int) -> list[list[Account]]:
+    groups: list[list[Account]] = [[] for _ in range(shards)]
+    for account in accounts:
+        groups[shard_of(account.id, shards)].append(account)
+    return [g for g in groups if g]
+
+
+class CollectorHandle:
+    def __init__(self, worker: int, accounts: list[Account]) -> None:
+        self.worker = worker
+        self.accounts = accounts
+        self.process: multiprocessing.Process | None = None
+        self.pipe: Connection | None = None
+        self.stop: Any = None
+        self.done = False
+        self.restarts = 0
+
+
+class Supervisor:
+    def __init__(
+        self, settings: Settings, *, duration: float | None = None, status: Status | None = None
+    ) -> None:
+        self.settings = settings
+        self.duration = duration
+        self.status = status or Status(settings, live=False)
+        # fork: secrets reach the children in memory, never pickled; no tokio runtime exists
+        # in this process, so forking is safe.
+        self.ctx = multiprocessing.get_context("fork")
+        self.stopping = False
+        self.forced = False
+
+    def _signal(self, signum: int, _frame: object) -> None:
+        if self.stopping:
+            log.warning("second %s: exiting now; what is committed stays", signal.strsignal(signum))
+            self.forced = True
+        else:
+            log.info(
+                "%s: draining: collectors hand over, the writer commits", signal.strsignal(signum)
+            )
+            self.stopping = True
+
+    def _start_collector(self, handle: CollectorHandle) -> None:
+        receive, send = self.ctx.Pipe(duplex=False)
+        handle.stop = self.ctx.Event()
+        specs = [a.engine_spec() for a in handle.accounts]
+        handle.process = self.ctx.Process(
+            target=collector.run,
+            args=(handle.worker, specs, self.settings, send, handle.stop),
+            name=f"ingestor-collector-{handle.worker}",
+            daemon=True,
+        )
+        handle.process.start()
+        send.close()  # the child holds its end; EOF here means the child is gone
+        handle.pipe = receive
+        handle.done = False
+
+    def run(self) -> int:
+        previous = {s: signal.signal(s, self._signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            return self._run()
+        finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+
+    def _run(self) -> int:
+        settings = self.settings
+        to_writer = self.ctx.Queue(maxsize=WRITER_QUEUE_BATCHES)
+        from_writer = self.ctx.Queue()
+        writer_process = self.ctx.Process(
+            target=writer.run,
+            args=(settings, to_writer, from_writer),
+            name="ingestor-writer",
+            daemon=True,
+        )
+        writer_process.start()
+        groups = shard(settings.accounts, max(1, min(settings.workers, len(settings.accounts))))
+        handles = [CollectorHandle(i, group) for i, group in enumerate(groups)]
+        for handle in handles:
+            self._start_collector(handle)
+        log.info(
+            "capturing %d accounts with %d collectors into %s %s",
+            len(settings.accounts),
+            len(handles),
+            settings.sink.kind,
+            settings.sink.path,
+        )
+        started = time.monotonic()
+        drain_started: float | None = None
+        while True:
+            if self.forced:
+                self._kill(handles, writer_process)
+                return 1
+            if self.duration is not None and time.monotonic() - started >= self.duration:
+                if not self.stopping:
+                    log.info("duration of %.0f s reached: draining", self.duration)
+                self.stopping = True
+            if self.stopping and drain_started is None:
+                drain_started = time.monotonic()
+                for handle in handles:
+                    handle.stop.set()
+            self._relay(handles, to_writer)
+            self._drain_stats(from_writer)
+            self._watch(handles)
+            self.status.refresh()
+            if drain_started is not None:
+                live = [h for h in handles if h.process.is_alive() or (h.pipe and not h.done)]
+                late = time.monotonic() - drain_started > COLLECTOR_DRAIN_S
+                if not live or late:
+                    for h in live:
+                        log.error("collector %d did not drain in time; stopping it", h.worker)
+                        h.process.kill()
+                    break
+        self._put(to_writer, (END,))
+        deadline = time.monotonic() + WRITER_DRAIN_S
+        while writer_process.is_alive() and time.monotonic() < deadline and not self.forced:
+            writer_process.join(0.2)
+            self._drain_stats(from_writer)
+        if writer_process.is_alive():
+            log.error("the writer did not finish in time; stopping it")
+            writer_process.kill()
+            return 1
+        self._drain_stats(from_writer)
+        self.status.refresh(final=True)
+        return 0 if writer_process.exitcode == 0 else 1
+
+    def _put(self, to_writer: Any, message: tuple) -> None:
+        while not self.forced:
+            try:
+                to_writer.put(message, timeout=0.2)
+                return
+            except queue.Full:
+                continue
+
+    def _relay(self, handles: list[CollectorHandle], to_writer: Any) -> None:
+        pipes = {h.pipe: h for h in handles if h.pipe is not None}
+        for pipe in wait(list(pipes), timeout=0.2):
+            handle = pipes[pipe]
+            try:
+                message = pipe.recv()
+            except (EOFError, OSError):
+                handle.pipe = None  # the collector is gone; `_watch` restarts it
+                continue
+            kind = message[0]
+            if kind == BATCH:
+                self._put(to_writer, message)
+            elif kind == COLLECTOR_STATS:
+                self.status.collector(message[1], message[2], message[3], message[4])
+            elif kind == DONE:
+                handle.done = True
+
+    def _drain_stats(self, from_writer: Any) -> None:
+        while True:
+            try:
+                message = from_writer.get_nowait()
+            except queue.Empty:
+                return
+            if message[0] == WRITER_STATS:
+                self.status.writer(*message[1:])
+
+    def _watch(self, handles: list[CollectorHandle]) -> None:
+        for handle in handles:
+            process = handle.process
+            if process.is_alive() or handle.done or self.stopping:
+                continue
+            if handle.pipe is not None:
+                continue  # let the relay read what is left first
+            handle.restarts += 1
+            log.warning(
+                "collector %d died (exit code %s); restarting it with its %d accounts",
+                handle.worker,
+                process.exitcode,
+                len(handle.accounts),
+            )
+            self.status.restarted(handle.worker)
+            time.sleep(RESTART_DELAY_S)
+            self._start_collector(handle)
+
+    def _kill(self, handles: list[CollectorHandle], writer_process: Any) -> None:
+        for handle in handles:
+            if handle.process.is_alive():
+                handle.process.kill()
+        writer_process.kill()

@@ -1,0 +1,113 @@
+"""Runs the simulator and the service as real processes, the way a user does."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+
+from tests.engine_helpers import latest_state
+
+ENGINE = """
+flush_interval: {flush_interval}
+engine:
+  ping_interval: 0.5
+  pong_timeout: 1.5
+  backoff_base: 0.05
+  backoff_cap: 0.5
+  connect_budget: 100000
+  connect_window: 1
+  connect_burst: 100000
+"""
+
+
+@dataclass
+class Run:
+    folder: Path
+    sim: subprocess.Popen
+    accounts: Path
+    env: dict[str, str]
+    secrets: list[str]
+    service: subprocess.Popen | None = None
+    outputs: list[str] = field(default_factory=list)
+
+    @property
+    def store(self) -> Path:
+        return self.folder / "capture.duckdb"
+
+    @property
+    def truth_path(self) -> Path:
+        return self.folder / "truth.json"
+
+    def start_service(self, *args: str) -> subprocess.Popen:
+        self.service = subprocess.Popen(
+            [sys.executable, "-m", "ingestor", "--accounts", str(self.accounts),
+             "--store", str(self.store), "--status", "log", *args],
+            env={**os.environ, **self.env}, cwd=self.folder,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        return self.service
+
+    def wait_service(self, timeout: float = 120) -> int:
+        assert self.service is not None
+        out, err = self.service.communicate(timeout=timeout)
+        self.outputs += [out, err]
+        return self.service.returncode
+
+    def finish_sim(self) -> dict:
+        """Ends the simulator's grace and reads its truth (with fault and push counters)."""
+        for _ in range(2):
+            if self.sim.poll() is None:
+                self.sim.send_signal(signal.SIGINT)
+                time.sleep(0.3)
+        out, err = self.sim.communicate(timeout=60)
+        self.outputs += [out, err]
+        assert self.sim.returncode == 0, err
+        return json.loads(self.truth_path.read_text())
+
+    def query(self, sql: str) -> list[tuple]:
+        with duckdb.connect(str(self.store), read_only=True) as con:
+            return con.execute(sql).fetchall()
+
+    def latest(self) -> tuple[dict, dict]:
+        with duckdb.connect(str(self.store), read_only=True) as con:
+            return latest_state(con)
+
+
+def start_sim(
+    folder: Path,
+    accounts: int,
+    seed: int,
+    duration: float,
+    faults: tuple[str, ...] = (),
+    flush_interval: float = 0.2,
+    trade_rate: float = 2.0,
+) -> Run:
+    """The simulator on a free port, trading for `duration` s, then serving for a grace."""
+    accounts_file = folder / "accounts.yaml"
+    sim = subprocess.Popen(
+        [sys.executable, "-m", "ingestor.sim", "--accounts", str(accounts), "--seed", str(seed),
+         "--port", "0", "--duration", str(duration), "--grace", "60",
+         "--trade-rate", str(trade_rate), "--truth", str(folder / "truth.json"),
+         "--write-accounts", str(accounts_file), *faults],
+        cwd=folder, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    first = sim.stdout.readline()
+    assert first, sim.stderr.read()
+    json.loads(first)
+    with accounts_file.open("a") as f:
+        f.write(ENGINE.format(flush_interval=flush_interval))
+    env = {}
+    for line in accounts_file.with_suffix(".env").read_text().splitlines():
+        if "=" in line and not line.startswith("#"):
+            name, value = line.split("=", 1)
+            env[name] = value
+    secrets = [v for k, v in env.items() if k.endswith("_API_SECRET")]
+    return Run(folder, sim, accounts_file, env, secrets)

@@ -1,0 +1,145 @@
+"""The service end to end: the simulator and `python -m ingestor` as real processes, a real
+DuckDB file, and the simulator's truth as the answer key."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.engine_helpers import truth_state, wait_until
+from tests.service_helpers import start_sim
+
+FAULTS = (
+    "--drop-per-s", "0.2",
+    "--broken-frame-rate", "0.05",
+    "--unknown-topic-rate", "0.03",
+    "--duplicate-rate", "0.1",
+)  # fmt: skip
+
+
+def test_capture_with_faults_equals_the_truth(tmp_path):
+    run = start_sim(tmp_path, accounts=20, seed=21, duration=4, faults=FAULTS)
+    run.start_service("--duration", "8")
+    assert run.wait_service() == 0, run.outputs[-1]
+    truth = run.finish_sim()
+    assert run.latest() == truth_state(truth)
+    broken = sum(truth["faults"]["broken_frame"].values())
+    unknown = sum(truth["faults"]["unknown_topic"].values())
+    assert broken and unknown
+    (rejected,) = run.query("SELECT count(*) FROM rejects")[0]
+    assert rejected == broken + unknown
+    drops = truth["faults"]["drop"]
+    assert sum(drops.values()) > 0
+    lost = dict(
+        run.query(
+            "SELECT account_id, count(*) FROM connection_events "
+            "WHERE event = 'disconnected' AND reason <> 'closed by client' GROUP BY ALL"
+        )
+    )
+    for account, n in drops.items():
+        assert lost.get(account, 0) >= n, account
+    duplicated = run.query(
+        "SELECT count(*) FROM (SELECT account_id, message_id, symbol, position_idx "
+        "FROM position_snapshots WHERE source = 'ws' GROUP BY ALL HAVING count(*) > 1)"
+    )
+    assert duplicated == [(0,)], "replayed pushes are stored once"
+
+
+def collector_pids(stderr_lines: list[str]) -> list[int]:
+    return [int(m.group(1)) for line in stderr_lines if (m := re.search(r"\(pid (\d+)\)", line))]
+
+
+def test_a_killed_collector_is_restarted_and_the_truth_still_matches(tmp_path):
+    run = start_sim(tmp_path, accounts=10, seed=22, duration=6)
+    service = run.start_service("--duration", "11", "--workers", "2")
+    lines: list[str] = []
+    while len(collector_pids(lines)) < 2:
+        line = service.stderr.readline()
+        assert line, "the service ended early"
+        lines.append(line)
+    time.sleep(2)
+    os.kill(collector_pids(lines)[0], signal.SIGKILL)
+    assert run.wait_service() == 0
+    log = "".join(lines) + run.outputs[-1]
+    assert "died (exit code -9); restarting it" in log
+    assert len(collector_pids(log.splitlines())) == 3
+    truth = run.finish_sim()
+    assert run.latest() == truth_state(truth)
+
+
+def test_sigterm_loses_nothing_the_collectors_decoded(tmp_path):
+    # A flush interval longer than the run: at SIGTERM every row is still waiting, so the
+    # drain alone must commit all of them.
+    run = start_sim(tmp_path, accounts=6, seed=23, duration=2, flush_interval=60)
+    service = run.start_service()
+    time.sleep(5)  # the market has closed and its last pushes have arrived
+    service.send_signal(signal.SIGTERM)
+    assert run.wait_service(timeout=60) == 0
+    truth = run.finish_sim()
+    pushed = sum(sum(topics.values()) for topics in truth["pushes"].values())
+    stored = run.query(
+        "SELECT (SELECT count(DISTINCT message_id) FROM position_snapshots WHERE source='ws')"
+        " + (SELECT count(DISTINCT message_id) FROM wallet_snapshots WHERE source='ws')"
+    )[0][0]
+    assert stored == pushed
+    assert run.latest() == truth_state(truth)
+
+
+HOLD = """
+import sys, time, duckdb
+con = duckdb.connect(sys.argv[1], read_only=True)
+print("holding", flush=True)
+time.sleep(3)
+"""
+
+
+def test_a_reader_holding_the_file_loses_nothing(tmp_path):
+    run = start_sim(tmp_path, accounts=5, seed=24, duration=6)
+    run.start_service("--duration", "10")
+    assert wait_until(lambda: run.store.exists(), timeout=20)
+    time.sleep(1.5)
+    reader = subprocess.Popen(
+        [sys.executable, "-c", HOLD, str(run.store)], stdout=subprocess.PIPE, text=True
+    )
+    assert reader.stdout.readline().strip() == "holding"
+    reader.wait(timeout=30)
+    assert run.wait_service() == 0
+    log = run.outputs[-1]
+    assert "batches wait in" in log and "spool drained" in log
+    truth = run.finish_sim()
+    assert run.latest() == truth_state(truth)
+
+
+def test_no_secret_appears_in_any_output_or_file_written(tmp_path):
+    run = start_sim(tmp_path, accounts=3, seed=25, duration=2, faults=("--refuse-auth", "0.3"))
+    run.start_service("--duration", "4", "--log-level", "debug")
+    assert run.wait_service() == 0
+    run.finish_sim()
+    assert run.secrets
+    written = [p for p in tmp_path.rglob("*") if p.is_file() and p.suffix != ".env"]
+    assert run.store in written
+    for secret in run.secrets:
+        for output in run.outputs:
+            assert secret not in output
+        for path in written:
+            if path.name == "accounts.yaml":
+                continue  # the simulator's file: it refers to the env file
+            assert secret.encode() not in path.read_bytes(), path
+
+
+@pytest.mark.parametrize("bad", ["accounts: []\n", "accounts: [{id: x}]\n"])
+def test_a_bad_config_exits_2_naming_file_and_line(tmp_path, bad):
+    path = tmp_path / "accounts.yaml"
+    path.write_text(bad)
+    result = subprocess.run(
+        [sys.executable, "-m", "ingestor", "--accounts", str(path)],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert f"{path}:1: accounts" in result.stderr
