@@ -115,6 +115,43 @@ def latest_state(con: duckdb.DuckDBPyConnection) -> tuple[dict, dict]:
     return positions, wallets
 
 
+def differences(got: tuple[dict, dict], truth: dict, *, complete: bool = False) -> list[tuple]:
+    """What the captured latest state gets wrong against the simulator's truth.
+
+    The truth lists positions ever opened; a capture may also hold flat slots the exchange
+    listed when asked by symbol (a hedge-mode side never traded): those must be flat.
+    Engine tests run the market by hand after connecting, so there every truth key is
+    captured; `complete=True` asserts that too.
+    """
+    want_positions, want_wallets = truth_state(truth)
+    got_positions, got_wallets = got
+    # A position opened and closed entirely while nobody listened (before the first
+    # subscription, or inside one gap) leaves nothing to capture: the exchange lists open
+    # positions only. Absent-and-flat is that case; anything else must match exactly.
+    wrong = [
+        (key, got_positions.get(key), want)
+        for key, want in want_positions.items()
+        if got_positions.get(key) != want
+        and (complete or not (key not in got_positions and want[:2] == ("", 0)))
+    ]
+    wrong += [
+        (key, value, "not in the truth: must be flat")
+        for key, value in got_positions.items()
+        if key not in want_positions and value[:2] != ("", 0)
+    ]
+    wrong += [
+        (key, got_wallets.get(key), want)
+        for key, want in want_wallets.items()
+        if got_wallets.get(key) != want
+    ]
+    wrong += [
+        (key, value, "not in the truth")
+        for key, value in got_wallets.items()
+        if key not in want_wallets
+    ]
+    return wrong
+
+
 def truth_state(truth: dict) -> tuple[dict, dict]:
     positions = {
         (p["account_id"], p["category"], p["symbol"], p["position_idx"]): (

@@ -12,9 +12,9 @@ from ingestor.sim import Exchange, FaultConfig
 from tests.engine_helpers import (
     FAST,
     Captured,
+    differences,
     latest_state,
     specs,
-    truth_state,
     wait_until,
 )
 
@@ -34,9 +34,17 @@ def ws_messages(captured: Captured) -> Counter:
     return Counter((account, table) for account, table, _ in seen)
 
 
+def trade(exchange: Exchange, collector: Collector, captured: Captured, seconds: float) -> None:
+    """Runs the market by hand, a step every 50 ms, only once the collector is connected:
+    the truth lists every position ever opened, so none may open before anyone listens."""
+    for _ in range(round(seconds / 0.05)):
+        exchange.run_sync(exchange.advance(1))
+        captured.take(collector, 0.05)
+
+
 def run_to_truth(exchange: Exchange, collector: Collector, captured: Captured, seconds: float):
     """Trade for `seconds`, close the market, let the last pushes arrive, then close."""
-    captured.take(collector, seconds)
+    trade(exchange, collector, captured, seconds)
     exchange.run_sync(exchange.stop_market())
     pushed = exchange.push_counts()
     expected = sum(sum(topics.values()) for topics in pushed.values())
@@ -52,7 +60,7 @@ def run_to_truth(exchange: Exchange, collector: Collector, captured: Captured, s
 
 
 def test_every_push_arrives_and_the_latest_state_is_the_truth():
-    with Exchange(accounts=8, seed=3, trade_rate=4.0).running_in_thread() as ex:
+    with Exchange(accounts=8, seed=3, trade_rate=4.0, market=False).running_in_thread() as ex:
         collector = Collector(specs(ex), **FAST)
         assert wait_until(lambda: all_live(collector, 8), timeout=15), collector.stats()
         captured = Captured()
@@ -62,10 +70,7 @@ def test_every_push_arrives_and_the_latest_state_is_the_truth():
     for account, topics in pushed.items():
         assert received[(account, "position_snapshots")] == topics.get("position", 0), account
         assert received[(account, "wallet_snapshots")] == topics.get("wallet", 0), account
-    positions, wallets = latest_state(captured.store())
-    want_positions, want_wallets = truth_state(truth)
-    assert positions == want_positions
-    assert wallets == want_wallets
+    assert differences(latest_state(captured.store()), truth, complete=True) == []
     for account in ex.accounts:
         events = captured.events(account.account_id)
         assert {"connecting", "connected", "auth_ok", "subscribed", "resynced"} <= set(events)
@@ -110,11 +115,11 @@ def test_refused_auth_backs_off_and_says_why_without_the_secret():
 
 
 def test_dropped_connection_reconnects_resubscribes_and_resyncs():
-    with Exchange(accounts=2, seed=5, trade_rate=5.0).running_in_thread() as ex:
+    with Exchange(accounts=2, seed=5, trade_rate=5.0, market=False).running_in_thread() as ex:
         collector = Collector(specs(ex), **FAST)
         assert wait_until(lambda: all_live(collector, 2), timeout=10)
         captured = Captured()
-        captured.take(collector, 1.5)
+        trade(ex, collector, captured, 1.5)
         # An account with positions, so the resync after the drop has some to read.
         target = captured.rows("position_snapshots")[0]["account_id"]
         assert ex.drop_connections(target) == 1
@@ -137,8 +142,7 @@ def test_dropped_connection_reconnects_resubscribes_and_resyncs():
     assert rest_positions, "the resync after the drop read the open positions"
     assert [s for s in collector.stats()] == []  # closed: nothing held any more
     assert pushed  # the market ran
-    positions, wallets = latest_state(captured.store())
-    assert (positions, wallets) == truth_state(truth)
+    assert differences(latest_state(captured.store()), truth, complete=True) == []
 
 
 def test_a_silent_server_is_left_for_a_new_connection():
@@ -162,7 +166,9 @@ def test_a_silent_server_is_left_for_a_new_connection():
 
 def test_broken_and_unknown_frames_become_rejects_and_duplicates_are_kept_for_the_store():
     faults = FaultConfig(broken_frame_rate=0.2, unknown_topic_rate=0.1, duplicate_rate=0.2)
-    with Exchange(accounts=3, seed=7, trade_rate=5.0, faults=faults).running_in_thread() as ex:
+    with Exchange(
+        accounts=3, seed=7, trade_rate=5.0, faults=faults, market=False
+    ).running_in_thread() as ex:
         collector = Collector(specs(ex), **FAST)
         assert wait_until(lambda: all_live(collector, 3), timeout=10)
         captured = Captured()
@@ -180,13 +186,16 @@ def test_broken_and_unknown_frames_become_rejects_and_duplicates_are_kept_for_th
     keys = {(r["account_id"], r["message_id"], r["symbol"], r["position_idx"]) for r in ws_rows}
     repeated = len(ws_rows) - len(keys)
     assert repeated > 0, "duplicated pushes reach the store, which keeps them once"
-    assert latest_state(captured.store()) == truth_state(truth)
+    assert differences(latest_state(captured.store()), truth, complete=True) == []
 
 
 def test_a_slow_consumer_pushes_back_without_losing_rows():
-    with Exchange(accounts=4, seed=8, trade_rate=10.0).running_in_thread() as ex:
+    with Exchange(accounts=4, seed=8, trade_rate=10.0, market=False).running_in_thread() as ex:
         collector = Collector(specs(ex), **{**FAST, "max_pending_rows": 20, "batch_size": 5})
-        assert wait_until(lambda: all_live(collector, 4), timeout=10)
+        subscribed = lambda: sum(c.get("subscribed", 0) for c in ex.counters().values())  # noqa: E731
+        assert wait_until(lambda: subscribed() == 4, timeout=10)
+        for _ in range(40):
+            ex.run_sync(ex.advance(1))
         assert wait_until(
             lambda: any(s["state"] == "paused" for s in collector.stats()), timeout=10
         ), "nobody takes batches, so the engine must stop reading"
@@ -200,10 +209,12 @@ def test_a_slow_consumer_pushes_back_without_losing_rows():
 
 
 def test_close_hands_over_everything_decoded():
-    with Exchange(accounts=3, seed=9, trade_rate=5.0).running_in_thread() as ex:
+    with Exchange(accounts=3, seed=9, trade_rate=5.0, market=False).running_in_thread() as ex:
         collector = Collector(specs(ex), **{**FAST, "flush_interval": 60.0})
         assert wait_until(lambda: all_live(collector, 3), timeout=10)
-        time.sleep(1.0)
+        for _ in range(20):
+            ex.run_sync(ex.advance(1))
+            time.sleep(0.05)
         ex.run_sync(ex.stop_market())
         pushed = ex.push_counts()
         expected = sum(sum(t.values()) for t in pushed.values())
@@ -250,7 +261,7 @@ def test_bad_account_mappings_are_refused_without_echoing_values():
 
 
 def test_a_thousand_accounts_in_one_collector_receive_every_push():
-    with Exchange(accounts=1000, seed=11, trade_rate=0.3, tick=0.1).running_in_thread(
+    with Exchange(accounts=1000, seed=11, trade_rate=0.3, tick=0.1, market=False).running_in_thread(
         timeout=60
     ) as ex:
         collector = Collector(specs(ex), **{**FAST, "ping_interval": 5.0, "pong_timeout": 10.0})
@@ -268,4 +279,4 @@ def test_a_thousand_accounts_in_one_collector_receive_every_push():
         sent[(account, "wallet_snapshots")] = topics.get("wallet", 0)
     assert sum(sent.values()) > 1000
     assert +received == +sent
-    assert latest_state(captured.store()) == truth_state(truth)
+    assert differences(latest_state(captured.store()), truth, complete=True) == []

@@ -141,6 +141,14 @@ def insert_new_rows(table: str, relation: str) -> str:
     """
 
 
+#: Positions the store last saw open: a restarted collector reads each of them by symbol on
+#: its first resync, so one that closed while nothing was connected is seen closed.
+OPEN_POSITIONS = """
+    SELECT account_id, category, symbol, position_idx
+    FROM latest_positions
+    WHERE size IS NOT NULL AND size <> 0
+"""
+
 NAMED_QUERIES: dict[str, str] = {
     "latest-positions": """
         SELECT account_id, category, symbol, position_idx, side, size, entry_price,

@@ -17,6 +17,7 @@ from ingestor.config import Account, Settings
 from ingestor.service import collector, writer
 from ingestor.service.messages import BATCH, COLLECTOR_STATS, DONE, END, WRITER_STATS
 from ingestor.service.status import Status
+from ingestor.sinks.duckdb_store import DuckDBStore
 
 log = logging.getLogger("ingestor.supervisor")
 
@@ -26,6 +27,13 @@ WRITER_QUEUE_BATCHES = 64
 RESTART_DELAY_S = 1.0
 COLLECTOR_DRAIN_S = 30.0
 WRITER_DRAIN_S = 120.0
+
+
+def open_positions(settings: Settings) -> dict[str, list[tuple[str, str, int]]]:
+    """Positions the store saw open, for a (re)started collector's first resync."""
+    if settings.sink.kind != "duckdb":
+        return {}
+    return DuckDBStore(settings.sink.path).open_positions()
 
 
 def shard_of(account_id: str, shards: int) -> int:
@@ -77,7 +85,10 @@ class Supervisor:
     def _start_collector(self, handle: CollectorHandle) -> None:
         receive, send = self.ctx.Pipe(duplex=False)
         handle.stop = self.ctx.Event()
-        specs = [a.engine_spec() for a in handle.accounts]
+        known = open_positions(self.settings)
+        specs = [
+            {**a.engine_spec(), "open_positions": known.get(a.id, [])} for a in handle.accounts
+        ]
         handle.process = self.ctx.Process(
             target=collector.run,
             args=(handle.worker, specs, self.settings, send, handle.stop),

@@ -12,7 +12,7 @@ use serde_json::value::RawValue;
 
 use crate::events::{ConnectionEvent, ConnectionEventColumns};
 use crate::fields::{Millis, Text};
-use crate::position::{PositionColumns, PositionElement};
+use crate::position::{PositionColumns, PositionElement, PositionKey};
 use crate::protocol::{
     classify_topic, ControlFrame, Envelope, TopicKind, REST_POSITION_LIST, REST_WALLET_BALANCE,
 };
@@ -144,6 +144,12 @@ impl Decoder {
             Table::Rejects => self.rejects.finish(),
             Table::ConnectionEvents => self.events.finish(),
         }
+    }
+
+    /// The position keys of the last `rows` position rows appended (see
+    /// `PositionColumns::recent_keys`).
+    pub fn recent_position_keys(&self, rows: usize) -> Vec<(PositionKey, bool)> {
+        self.positions.recent_keys(rows)
     }
 
     /// Records a connection state change.

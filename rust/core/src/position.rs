@@ -208,3 +208,44 @@ impl PositionColumns {
         Ok(())
     }
 }
+
+/// A position's identity within an account, and whether its last row had a size.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct PositionKey {
+    pub category: String,
+    pub symbol: String,
+    pub position_idx: i32,
+}
+
+impl PositionColumns {
+    /// The keys of the last `rows` rows appended, with whether each is open (size > 0).
+    ///
+    /// The connection engine uses this to remember which positions an account holds, so a
+    /// resync after a gap can ask for the ones the exchange no longer lists (a position closed
+    /// during the gap is simply absent from `/v5/position/list`).
+    pub fn recent_keys(&self, rows: usize) -> Vec<(PositionKey, bool)> {
+        let len = self.len();
+        let first = len.saturating_sub(rows);
+        let text = |builder: &arrow_array::builder::StringBuilder, i: usize| -> String {
+            let offsets = builder.offsets_slice();
+            let (start, end) = (offsets[i] as usize, offsets[i + 1] as usize);
+            String::from_utf8_lossy(&builder.values_slice()[start..end]).into_owned()
+        };
+        let sizes = self.size.values_slice();
+        let size_valid = |i: usize| {
+            self.size
+                .validity_slice()
+                .is_none_or(|bits| bits[i / 8] & (1 << (i % 8)) != 0)
+        };
+        (first..len)
+            .map(|i| {
+                let key = PositionKey {
+                    category: text(&self.category, i),
+                    symbol: text(&self.symbol, i),
+                    position_idx: self.position_idx.values_slice()[i],
+                };
+                (key, size_valid(i) && sizes[i] != 0)
+            })
+            .collect()
+    }
+}

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use arrow_pyarrow::ToPyArrow;
 use ingestor_core::engine::{AccountSpec, Collector, EngineConfig, EngineError};
+use ingestor_core::position::PositionKey;
 use ingestor_core::sign::Secret;
 use ingestor_core::{DecoderConfig, Table, DEFAULT_MAX_FRAME_BYTES};
 use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
@@ -83,6 +84,23 @@ fn account_spec(mapping: &Bound<'_, PyAny>) -> PyResult<AccountSpec> {
             mapping.get_item("account_types")?,
             DEFAULT_ACCOUNT_TYPES,
         )?,
+        open_positions: match mapping.get_item("open_positions")? {
+            None => Vec::new(),
+            Some(v) => v
+                .extract::<Vec<(String, String, i32)>>()
+                .map_err(|_| {
+                    PyTypeError::new_err(format!(
+                        "account {id:?}: open_positions must be a list of (category, symbol, position_idx)"
+                    ))
+                })?
+                .into_iter()
+                .map(|(category, symbol, position_idx)| PositionKey {
+                    category,
+                    symbol,
+                    position_idx,
+                })
+                .collect(),
+        },
         id,
     })
 }

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::decoder::DecoderConfig;
+use crate::position::PositionKey;
 use crate::sign::Secret;
 
 #[derive(Debug, Clone)]
@@ -81,6 +82,9 @@ pub struct AccountSpec {
     pub categories: Vec<String>,
     /// Wallet account types read on resync (`UNIFIED`, `CONTRACT`, ...).
     pub account_types: Vec<String>,
+    /// Positions a previous run saw open (from the store): the first resync reads each by
+    /// symbol, so one that closed while nothing was connected is seen closed.
+    pub open_positions: Vec<PositionKey>,
 }
 
 impl AccountSpec {

@@ -25,7 +25,7 @@ pub use stats::{AccountSnapshot, State};
 
 use batcher::Batcher;
 use budget::ConnectBudget;
-use rest::RestClient;
+use rest::{KnownPositions, RestClient};
 use stats::AccountStats;
 
 /// µs since the Unix epoch, UTC.
@@ -75,6 +75,9 @@ pub struct Collector {
     runtime: tokio::runtime::Runtime,
     shared: Arc<Shared>,
     held: Mutex<HashMap<String, Held>>,
+    /// What each account was last seen to hold; kept across reconnects and across removing
+    /// and adding the account again.
+    known: Mutex<HashMap<String, Arc<KnownPositions>>>,
     closed: Mutex<bool>,
 }
 
@@ -132,6 +135,7 @@ impl Collector {
             runtime,
             shared,
             held: Mutex::new(HashMap::new()),
+            known: Mutex::new(HashMap::new()),
             closed: Mutex::new(false),
         };
         for account in accounts {
@@ -149,6 +153,20 @@ impl Collector {
         if held.contains_key(&account.id) {
             return Err(EngineError::DuplicateAccount(account.id));
         }
+        let known = self
+            .known
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(account.id.clone())
+            .or_default()
+            .clone();
+        known.update(
+            account
+                .open_positions
+                .iter()
+                .map(|key| (key.clone(), true))
+                .collect(),
+        );
         let stats = Arc::new(AccountStats::default());
         let (stop, stop_rx) = watch::channel(false);
         let id = account.id.clone();
@@ -157,6 +175,7 @@ impl Collector {
             shared: self.shared.clone(),
             stats: stats.clone(),
             stop: stop_rx,
+            known,
         };
         let task = self.runtime.spawn(session.run());
         held.insert(id, Held { stats, stop, task });

@@ -2,17 +2,54 @@
 //! the snapshot tables are right even if pushes were missed during the gap (Bybit sends no
 //! snapshot on subscribe).
 
+use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use crate::decoder::{RestEndpoint, RestError};
 use crate::engine::batcher::Batcher;
 use crate::engine::config::AccountSpec;
 use crate::engine::now_us;
+use crate::position::PositionKey;
 use crate::protocol::{
     HEADER_API_KEY, HEADER_RECV_WINDOW, HEADER_SIGN, HEADER_TIMESTAMP, POSITION_PAGE_LIMIT,
     POSITION_SNAPSHOT_QUERIES, REST_RECV_WINDOW_MS,
 };
 use crate::sign::rest_signature;
+
+/// Categories in the order a resync reads them.
+const POSITION_CATEGORIES: [&str; 3] = ["linear", "inverse", "option"];
+
+/// The positions an account was last seen to hold, from pushes and resyncs.
+#[derive(Default)]
+pub struct KnownPositions {
+    open: Mutex<HashMap<PositionKey, bool>>,
+}
+
+impl KnownPositions {
+    pub fn update(&self, keys: Vec<(PositionKey, bool)>) {
+        if keys.is_empty() {
+            return;
+        }
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        for (key, is_open) in keys {
+            open.insert(key, is_open);
+        }
+    }
+
+    /// Symbols of `category` with a position last seen open.
+    pub fn open_symbols(&self, category: &str) -> Vec<String> {
+        let open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        let symbols: HashSet<&String> = open
+            .iter()
+            .filter(|(key, &is_open)| is_open && key.category == category)
+            .map(|(key, _)| &key.symbol)
+            .collect();
+        let mut symbols: Vec<String> = symbols.into_iter().cloned().collect();
+        symbols.sort();
+        symbols
+    }
+}
 
 /// Bybit's codes for a refused key, a bad signature and missing permission: retrying cannot
 /// help.
@@ -41,45 +78,58 @@ impl RestClient {
     }
 
     /// Reads every position category and wallet account type the account asks for.
+    ///
+    /// A position closed while the connection was down is absent from the listing (Bybit
+    /// lists open positions only), so each position `known` to be open but not listed is read
+    /// by symbol, which answers with its flat state.
     pub async fn resync(
         &self,
         account: &AccountSpec,
         base: &str,
         batcher: &Batcher,
+        known: &KnownPositions,
     ) -> Result<ResyncSummary, String> {
         let mut summary = ResyncSummary::default();
         if account.wants_positions() {
-            for (category, settle) in POSITION_SNAPSHOT_QUERIES {
+            for category in POSITION_CATEGORIES {
                 if !account.categories.iter().any(|c| c == category) {
                     continue;
                 }
-                let mut cursor: Option<String> = None;
-                for _ in 0..MAX_PAGES {
-                    let mut query = format!("category={category}&limit={POSITION_PAGE_LIMIT}");
-                    if let Some(settle) = settle {
-                        query.push_str(&format!("&settleCoin={settle}"));
+                let mut listed = HashSet::new();
+                for (_, settle) in POSITION_SNAPSHOT_QUERIES
+                    .iter()
+                    .filter(|(c, _)| *c == category)
+                {
+                    self.list_positions(
+                        account,
+                        base,
+                        category,
+                        *settle,
+                        batcher,
+                        known,
+                        &mut listed,
+                        &mut summary,
+                    )
+                    .await?;
+                }
+                for symbol in known.open_symbols(category) {
+                    if listed.contains(&symbol) {
+                        continue;
                     }
-                    if let Some(cursor) = &cursor {
-                        query.push_str(&format!("&cursor={cursor}"));
-                    }
-                    let page = self
+                    let query = format!("category={category}&symbol={symbol}");
+                    let (page, keys) = self
                         .read(account, base, RestEndpoint::PositionList, &query, batcher)
                         .await?;
+                    known.update(keys);
                     summary.requests += 1;
                     summary.rows += page.rows;
-                    match page.next_cursor {
-                        Some(next) if cursor.as_deref() != Some(next.as_str()) => {
-                            cursor = Some(next)
-                        }
-                        _ => break,
-                    }
                 }
             }
         }
         if account.wants_wallet() {
             for account_type in &account.account_types {
                 let query = format!("accountType={account_type}");
-                let page = self
+                let (page, _) = self
                     .read(account, base, RestEndpoint::WalletBalance, &query, batcher)
                     .await?;
                 summary.requests += 1;
@@ -87,6 +137,43 @@ impl RestClient {
             }
         }
         Ok(summary)
+    }
+
+    /// Every page of one `/v5/position/list` listing; notes the symbols listed.
+    #[allow(clippy::too_many_arguments)]
+    async fn list_positions(
+        &self,
+        account: &AccountSpec,
+        base: &str,
+        category: &str,
+        settle: Option<&str>,
+        batcher: &Batcher,
+        known: &KnownPositions,
+        listed: &mut HashSet<String>,
+        summary: &mut ResyncSummary,
+    ) -> Result<(), String> {
+        let mut cursor: Option<String> = None;
+        for _ in 0..MAX_PAGES {
+            let mut query = format!("category={category}&limit={POSITION_PAGE_LIMIT}");
+            if let Some(settle) = settle {
+                query.push_str(&format!("&settleCoin={settle}"));
+            }
+            if let Some(cursor) = &cursor {
+                query.push_str(&format!("&cursor={cursor}"));
+            }
+            let (page, keys) = self
+                .read(account, base, RestEndpoint::PositionList, &query, batcher)
+                .await?;
+            listed.extend(keys.iter().map(|(key, _)| key.symbol.clone()));
+            known.update(keys);
+            summary.requests += 1;
+            summary.rows += page.rows;
+            match page.next_cursor {
+                Some(next) if cursor.as_deref() != Some(next.as_str()) => cursor = Some(next),
+                _ => break,
+            }
+        }
+        Ok(())
     }
 
     /// One signed GET, decoded into the shared tables; retried when retrying can help.
@@ -97,7 +184,7 @@ impl RestClient {
         endpoint: RestEndpoint,
         query: &str,
         batcher: &Batcher,
-    ) -> Result<crate::decoder::RestPage, String> {
+    ) -> Result<(crate::decoder::RestPage, Vec<(PositionKey, bool)>), String> {
         let mut last_error = String::new();
         for attempt in 0..self.attempts {
             if attempt > 0 {
@@ -110,10 +197,16 @@ impl RestClient {
                     continue;
                 }
             };
-            let decoded =
-                batcher.with_decoder(|d| d.decode_rest(&account.id, endpoint, &body, now_us()));
+            let decoded = batcher.with_decoder(|d| {
+                let page = d.decode_rest(&account.id, endpoint, &body, now_us())?;
+                let keys = match endpoint {
+                    RestEndpoint::PositionList => d.recent_position_keys(page.rows),
+                    RestEndpoint::WalletBalance => Vec::new(),
+                };
+                Ok((page, keys))
+            });
             match decoded {
-                Ok(page) => return Ok(page),
+                Ok(answer) => return Ok(answer),
                 Err(RestError::Api { code, message }) if FINAL_CODES.contains(&code) => {
                     return Err(format!("{}: retCode {code}: {message}", endpoint.path()));
                 }

@@ -12,10 +12,11 @@ use tokio::sync::watch;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-use crate::decoder::FrameOutcome;
+use crate::decoder::{FrameOutcome, Table};
 use crate::engine::backoff::Backoff;
 use crate::engine::config::AccountSpec;
 use crate::engine::now_us;
+use crate::engine::rest::KnownPositions;
 use crate::engine::stats::{AccountStats, State};
 use crate::engine::Shared;
 use crate::events::{ConnectionEvent, Event};
@@ -41,6 +42,8 @@ pub struct Session {
     pub shared: Arc<Shared>,
     pub stats: Arc<AccountStats>,
     pub stop: watch::Receiver<bool>,
+    /// Positions this account was last seen to hold, for the resync after a gap.
+    pub known: Arc<KnownPositions>,
 }
 
 impl Session {
@@ -105,10 +108,19 @@ impl Session {
         self.stats
             .last_message_us
             .store(local_ts, Ordering::Relaxed);
-        let outcome = self
-            .shared
-            .batcher
-            .with_decoder(|d| d.decode_frame(&self.account.id, frame, local_ts));
+        let (outcome, keys) = self.shared.batcher.with_decoder(|d| {
+            let outcome = d.decode_frame(&self.account.id, frame, local_ts);
+            let keys = match outcome {
+                FrameOutcome::Push {
+                    table: Table::PositionSnapshots,
+                    rows,
+                    ..
+                } if rows > 0 => d.recent_position_keys(rows),
+                _ => Vec::new(),
+            };
+            (outcome, keys)
+        });
+        self.known.update(keys);
         match outcome {
             FrameOutcome::Push { rows, rejected, .. } => {
                 self.stats.rows.fetch_add(rows as u64, Ordering::Relaxed);
@@ -218,8 +230,12 @@ impl Session {
         let shared = self.shared.clone();
         let account = self.account.clone();
         let stats = self.stats.clone();
+        let known = self.known.clone();
         Some(tokio::spawn(async move {
-            let result = shared.rest.resync(&account, &base, &shared.batcher).await;
+            let result = shared
+                .rest
+                .resync(&account, &base, &shared.batcher, &known)
+                .await;
             let (event, reason) = match result {
                 Ok(summary) => {
                     stats.resyncs.fetch_add(1, Ordering::Relaxed);
