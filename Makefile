@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 EXT_STAMP := $(VENV)/.ext-built
 RUST_SRC := $(shell find rust -name '*.rs' -o -name Cargo.toml) Cargo.toml Cargo.lock pyproject.toml
 
-.PHONY: all setup build test test-rust test-py lint fmt run bench bench-decode clean
+.PHONY: all setup build test test-rust test-py lint fmt run bench bench-decode bench-engine clean
 
 all: test
 
@@ -46,7 +46,10 @@ test: build test-rust lint test-py
 bench-decode: build
 	$(PY) benches/bench_decode.py
 
-bench: bench-decode
+bench-engine: build
+	$(PY) benches/bench_engine.py
+
+bench: bench-decode bench-engine
 
 # The demo: 50 simulated accounts on the built-in exchange for 30 s (Ctrl-C stops sooner and
 # still drains), then the latest positions and balances. Files land in ./run/.

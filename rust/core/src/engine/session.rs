@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use futures_util::{SinkExt, StreamExt};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
@@ -143,7 +144,7 @@ impl Session {
         self.event(Event::Connecting, None, None, None);
         let connect = tokio_tungstenite::connect_async_tls_with_config(
             self.account.ws_url.as_str(),
-            None,
+            Some(socket_config()),
             false,
             self.shared.tls.clone(),
         );
@@ -371,6 +372,15 @@ impl Session {
         self.event(Event::Disconnected, Some("closed by client"), None, conn_id);
         Ended::Stopped
     }
+}
+
+/// Small buffers: tungstenite's defaults (128 KiB to read, 128 KiB to write) would cost a
+/// quarter of a MiB per idle account. Bybit's pushes are a few KiB; the read buffer still
+/// grows for a larger frame, and our requests are written straight through.
+fn socket_config() -> WebSocketConfig {
+    WebSocketConfig::default()
+        .read_buffer_size(8 * 1024)
+        .write_buffer_size(0)
 }
 
 enum Received {
