@@ -149,13 +149,14 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--out", type=Path, default=ROOT / "benches" / "results" / "engine.md")
     args = parser.parse_args()
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     lines = [
         "## Connection engine benchmark",
         "",
-        f"`make bench-engine` on {os.cpu_count()} cores, {time.strftime('%Y-%m-%d', time.gmtime())}; "
-        f"file limit {hard:,}. The simulator runs in its own process and is not counted.",
+        f"`make bench-engine` on {os.cpu_count()} cores, "
+        f"{time.strftime('%Y-%m-%d', time.gmtime())}; file limit {hard:,}. "
+        "The simulator runs in its own process and is not counted.",
         "",
     ]
     lines += idle_memory([int(n) for n in args.idle.split(",") if n])
