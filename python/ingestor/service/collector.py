@@ -30,6 +30,23 @@ def engine_options(settings: Settings) -> dict[str, Any]:
     }
 
 
+def report_changes(previous: dict[str, dict], stats: list[dict]) -> None:
+    """One log line per account that lost its connection or was refused since last time."""
+    for now in stats:
+        before = previous.get(now["account_id"])
+        if before is None:
+            continue
+        if now["state"] == "failing" and before["state"] != "failing":
+            log.warning("account %s refused: %s", now["account_id"], now["last_error"])
+        elif now["reconnects"] > before["reconnects"]:
+            log.warning(
+                "account %s reconnecting (%d so far): %s",
+                now["account_id"],
+                now["reconnects"],
+                now["last_error"],
+            )
+
+
 def run(
     worker: int,
     specs: list[dict[str, object]],
@@ -48,15 +65,19 @@ def run(
     log.info("collector %d (pid %d) starting with %d accounts", worker, os.getpid(), len(specs))
     collector = Collector(specs, **engine_options(settings))
     next_stats = 0.0
+    previous: dict[str, dict] = {}
     while not stop.is_set():
         for table, batch in collector.next_batches(0.2):
             out.send((BATCH, worker, table, to_ipc(batch)))
         if time.monotonic() >= next_stats:
+            stats = collector.stats()
+            report_changes(previous, stats)
+            previous = {s["account_id"]: s for s in stats}
             out.send(
                 (
                     COLLECTOR_STATS,
                     worker,
-                    collector.stats(),
+                    stats,
                     collector.connect_queue(),
                     collector.undelivered_rows(),
                 )
