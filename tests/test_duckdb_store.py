@@ -170,3 +170,30 @@ def test_close_leaves_unwritten_batches_spooled_for_the_next_start(tmp_path):
     again = DuckDBStore(path)
     assert again.drain() == 1
     assert query(path, "SELECT count(*) FROM position_snapshots") == [(1,)]
+
+
+def run_query(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "ingestor", "query", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_query_command_prints_named_and_free_queries(tmp_path):
+    path = tmp_path / "c.duckdb"
+    store = DuckDBStore(path)
+    store.create()
+    store.write(batches([position_push("m1", 1_700_000_000_000, "1.25", 1), WALLET_PUSH]))
+    shown = run_query("latest-positions", "--store", str(path))
+    assert shown.returncode == 0, shown.stderr
+    assert "BTCUSDT" in shown.stdout and "1.25" in shown.stdout
+    wallets = run_query("latest-wallets", "--store", str(path))
+    assert "USDT" in wallets.stdout and "9684.46297164" in wallets.stdout
+    free = run_query("SELECT count(*) AS n FROM wallet_snapshots", "--store", str(path))
+    assert free.returncode == 0 and "2" in free.stdout
+    wrong = run_query("SELECT nope FROM nowhere", "--store", str(path))
+    assert wrong.returncode == 1 and "error:" in wrong.stderr
+    missing = run_query("gaps", "--store", str(tmp_path / "absent.duckdb"))
+    assert missing.returncode == 2 and "does not exist" in missing.stderr
