@@ -122,6 +122,8 @@ class Settings:
     engine: Mapping[str, float | int] = field(default_factory=dict)
     #: How the service runs the built-in simulator for `environment: sim` accounts.
     simulator: Mapping[str, Any] = field(default_factory=dict)
+    #: `python -m ingestor check` refuses keys that can trade or withdraw unless this is true.
+    allow_trading_keys: bool = False
     source: str = "<memory>"
 
 
@@ -332,6 +334,7 @@ def load(
         "sink",
         "engine",
         "simulator",
+        "allow_trading_keys",
         *(name for name, _ in ENV_OVERRIDES.values()),
     }
     for key in data:
@@ -375,6 +378,9 @@ def load(
     values: dict[str, Any] = {
         "engine": _tuning(reader, data, "engine", ENGINE_SETTINGS),
         "simulator": _tuning(reader, data, "simulator", SIMULATOR_SETTINGS),
+        "allow_trading_keys": reader.get(
+            data, "allow_trading_keys", "allow_trading_keys", bool, False
+        ),
     }
     defaults = Settings(accounts=())
     for setting, kind_of in ENV_OVERRIDES.values():
