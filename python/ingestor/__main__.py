@@ -2,6 +2,7 @@
 
 python -m ingestor --accounts accounts.yaml [--sink duckdb] [--store PATH] [--duration S]
 python -m ingestor query latest-positions|latest-wallets|gaps|"SQL" --store PATH
+python -m ingestor check --accounts accounts.yaml   (pre-flight: auth and key rights)
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ def capture_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m ingestor",
         description="Capture Bybit V5 private streams into DuckDB, Parquet or DuckLake.",
-        epilog="Other commands: `python -m ingestor query --help`.",
+        epilog="Other commands: `python -m ingestor query --help`, `... check --help`.",
     )
     parser.add_argument("--accounts", required=True, type=Path, help="accounts.yaml")
     parser.add_argument("--sink", choices=config.SINK_KINDS, help="overrides the file's sink")
@@ -104,6 +105,10 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "query":
         return run_query(argv[1:])
+    if argv and argv[0] == "check":
+        from ingestor.check import run_check
+
+        return run_check(argv[1:])
     if argv and argv[0] == "run":
         argv = argv[1:]
     return run_capture(argv)
