@@ -109,5 +109,6 @@ def start_sim(
         if "=" in line and not line.startswith("#"):
             name, value = line.split("=", 1)
             env[name] = value
-    secrets = [v for k, v in env.items() if k.endswith("_API_SECRET")]
+    # API keys are secrets too: neither may appear anywhere we write.
+    secrets = [v for k, v in env.items() if k.endswith(("_API_SECRET", "_API_KEY"))]
     return Run(folder, sim, accounts_file, env, secrets)

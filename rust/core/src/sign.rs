@@ -32,6 +32,17 @@ impl fmt::Debug for Secret {
     }
 }
 
+/// `text` with every occurrence of the API key replaced by `***`.
+///
+/// Bybit echoes the key in some errors (10004's `origin_string[...]` holds timestamp, key,
+/// window and query), and errors end up in events, stats and logs, where a key must not.
+pub fn redact_key(text: &str, api_key: &str) -> String {
+    if api_key.is_empty() {
+        return text.to_owned();
+    }
+    text.replace(api_key, "***")
+}
+
 /// The signature of a WebSocket `auth` request expiring at `expires_ms`.
 pub fn ws_auth_signature(secret: &Secret, expires_ms: i64) -> String {
     secret.sign(&format!("{WS_AUTH_PREFIX}{expires_ms}"))
@@ -73,6 +84,17 @@ mod tests {
             rest_signature(&secret, 1_700_000_000_000, "KEY", 5000, "category=linear"),
             secret.sign("1700000000000KEY5000category=linear")
         );
+    }
+
+    #[test]
+    fn keys_echoed_by_the_exchange_are_redacted() {
+        let text =
+            "retCode 10004: error sign! origin_string[1700000000000AbCdKey5000category=linear]";
+        assert_eq!(
+            redact_key(text, "AbCdKey"),
+            "retCode 10004: error sign! origin_string[1700000000000***5000category=linear]"
+        );
+        assert_eq!(redact_key("nothing here", ""), "nothing here");
     }
 
     #[test]

@@ -24,7 +24,7 @@ use crate::events::{ConnectionEvent, Event};
 use crate::protocol::{
     ControlFrame, OP_AUTH, OP_PING, OP_PONG, OP_SUBSCRIBE, POSITION_TOPIC, WS_AUTH_VALIDITY_MS,
 };
-use crate::sign::ws_auth_signature;
+use crate::sign::{redact_key, ws_auth_signature};
 
 type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
@@ -61,7 +61,7 @@ impl Session {
                 Ended::Stopped => break,
                 Ended::Lost { reason, stable } => {
                     self.stats.reconnects.fetch_add(1, Ordering::Relaxed);
-                    self.stats.set_error(&reason);
+                    self.fail(&reason);
                     self.event(Event::Disconnected, Some(&reason), None, None);
                     if stable {
                         backoff.reset();
@@ -84,6 +84,12 @@ impl Session {
         self.stats.set_state(State::Closed);
     }
 
+    /// Keeps the last failure's reason for `stats()`, without the API key if it was echoed.
+    fn fail(&self, reason: &str) {
+        self.stats
+            .set_error(&redact_key(reason, &self.account.api_key));
+    }
+
     fn event(
         &self,
         event: Event,
@@ -91,11 +97,12 @@ impl Session {
         backoff_ms: Option<i64>,
         conn: Option<&str>,
     ) {
+        let reason = reason.map(|r| redact_key(r, &self.account.api_key));
         let row = ConnectionEvent {
             account_id: &self.account.id,
             local_ts: now_us(),
             event,
-            reason,
+            reason: reason.as_deref(),
             backoff_ms,
             conn_id: conn,
         };
@@ -176,7 +183,7 @@ impl Session {
         let conn_id = answer.conn_id.clone();
         if answer.success != Some(true) {
             let reason = refusal("auth refused", &answer);
-            self.stats.set_error(&reason);
+            self.fail(&reason);
             self.event(Event::AuthFailed, Some(&reason), None, conn_id.as_deref());
             return Ended::Refused;
         }
@@ -201,7 +208,7 @@ impl Session {
             };
             if answer.success != Some(true) {
                 let reason = refusal(&format!("subscribe {topics:?} refused"), &answer);
-                self.stats.set_error(&reason);
+                self.fail(&reason);
                 self.event(
                     Event::SubscribeFailed,
                     Some(&reason),
@@ -245,6 +252,7 @@ impl Session {
                     (Event::Resynced, reason)
                 }
                 Err(reason) => {
+                    let reason = redact_key(&reason, &account.api_key);
                     stats.set_error(&reason);
                     (Event::ResyncFailed, reason)
                 }
