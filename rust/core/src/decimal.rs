@@ -43,6 +43,60 @@ impl std::error::Error for DecimalError {}
 /// (`1e-8`), since some feeds print small values that way. Trailing zeros beyond the 18th
 /// fractional digit are exact and accepted; any other digit there is an error.
 pub fn parse_scaled(text: &str) -> Result<i128, DecimalError> {
+    match parse_plain(text.as_bytes()) {
+        Some(value) => Ok(value),
+        None => parse_general(text),
+    }
+}
+
+/// The common shape in one pass: an optional sign, at most 19 digits with at most one point
+/// and at most 18 of them after it (so the digits fit a `u64` and the scaled value cannot
+/// reach 10^38). Anything else (an exponent, more digits, no digit at all, garbage) is left
+/// to [`parse_general`], which decides it; on the inputs accepted here both give the same
+/// value.
+#[inline]
+fn parse_plain(bytes: &[u8]) -> Option<i128> {
+    let (negative, body) = match bytes.first()? {
+        b'-' => (true, &bytes[1..]),
+        b'+' => (false, &bytes[1..]),
+        _ => (false, bytes),
+    };
+    if body.len() > 20 {
+        return None;
+    }
+    let mut digits: u64 = 0;
+    let mut count = 0usize;
+    let mut point: Option<usize> = None;
+    for (i, &b) in body.iter().enumerate() {
+        let digit = b.wrapping_sub(b'0');
+        if digit < 10 {
+            digits = digits * 10 + digit as u64;
+            count += 1;
+        } else if b == b'.' && point.is_none() {
+            point = Some(i);
+        } else {
+            return None;
+        }
+    }
+    let fraction = point.map_or(0, |p| body.len() - p - 1);
+    if count == 0 || count > 19 {
+        return None;
+    }
+    scaled(digits, fraction, negative)
+}
+
+/// The value of `digits` (at most 19 of them, read as one integer) with `fraction` of them
+/// after the point, scaled by 10^18; `None` past 18 fractional digits. Such a value always
+/// fits: below 10^19 · 10^18.
+#[inline(always)]
+pub(crate) fn scaled(digits: u64, fraction: usize, negative: bool) -> Option<i128> {
+    let shift = (SCALE as usize).checked_sub(fraction)?;
+    let value = digits as i128 * POW10[shift];
+    Some(if negative { -value } else { value })
+}
+
+/// Any decimal text, exponents and long digit runs included.
+fn parse_general(text: &str) -> Result<i128, DecimalError> {
     let bytes = text.as_bytes();
     let (negative, body) = match bytes.first() {
         Some(b'-') => (true, &bytes[1..]),
@@ -219,6 +273,85 @@ mod tests {
                 Err(DecimalError::NotANumber),
                 "{text:?}"
             );
+        }
+    }
+
+    #[test]
+    fn plain_and_general_agree() {
+        // The one-pass reader takes the common shape; the general one must agree on all of it
+        // and decide everything else the same way it always has.
+        let cases = [
+            "0",
+            "-0",
+            "+0",
+            "00",
+            "0.",
+            ".0",
+            "5.",
+            ".5",
+            "1",
+            "-1",
+            "+1",
+            "10",
+            "1.0",
+            "61234.56",
+            "-2506.57933700",
+            "0.000000000000000001",
+            "0.0000000000000000010",
+            "0.0000000000000000001",
+            "9999999999999999999",
+            "99999999999999999999",
+            "1999999999999999999.9",
+            "0.123456789012345678",
+            "1234567890.123456789",
+            "-1234567890123456789",
+            "+",
+            "-",
+            ".",
+            "",
+            "1.2.3",
+            "1e3",
+            "1E-3",
+            "1,5",
+            " 1",
+            "1 ",
+            "--1",
+            "+-1",
+            "١",
+            "12a",
+            "0x1",
+            "000000000000000000001",
+            "0000000000000000000.1",
+            "00000000000000000000",
+            "1.000000000000000000",
+        ];
+        for text in cases {
+            if let Some(plain) = parse_plain(text.as_bytes()) {
+                assert_eq!(Ok(plain), parse_general(text), "{text:?}");
+            }
+            assert_eq!(parse_scaled(text), parse_general(text), "{text:?}");
+        }
+        assert_eq!(
+            parse_plain(b"9999999999999999999"),
+            Some(9_999_999_999_999_999_999 * ONE)
+        );
+        assert_eq!(parse_plain(b"-0.5"), Some(-ONE / 2));
+        assert_eq!(parse_plain(b"1e3"), None);
+        assert_eq!(parse_plain(b"99999999999999999999"), None);
+    }
+
+    #[test]
+    fn plain_and_general_agree_on_random_text() {
+        let mut rng = fastrand::Rng::with_seed(18);
+        let alphabet = b"0123456789.-+eE0000099999 x";
+        for _ in 0..200_000 {
+            let len = rng.usize(0..24);
+            let text: String = (0..len)
+                .map(|_| alphabet[rng.usize(..alphabet.len())] as char)
+                .collect();
+            if let Some(plain) = parse_plain(text.as_bytes()) {
+                assert_eq!(Ok(plain), parse_general(&text), "{text:?}");
+            }
         }
     }
 
