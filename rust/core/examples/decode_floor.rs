@@ -6,6 +6,7 @@
 use std::hint::black_box;
 use std::time::Instant;
 
+use ingestor_core::flat;
 use ingestor_core::position::PositionElement;
 use ingestor_core::protocol::Envelope;
 use ingestor_core::wallet::WalletElement;
@@ -14,20 +15,47 @@ use ingestor_core::{Decoder, Table};
 const RUNS: usize = 5;
 const BATCH: usize = 10_000;
 
+/// The parse the decoder does, without Arrow: position pushes of the common shape through the
+/// flat fast path, everything else through serde.
 fn parse_only(frames: &[Vec<u8>]) -> usize {
     let mut elements = 0;
+    let mut scratch: flat::Elements<'static> = Vec::new();
     for frame in frames {
         let text = std::str::from_utf8(frame).expect("bench frames are UTF-8");
-        let envelope: Envelope = serde_json::from_str(text).expect("bench frames are valid");
-        let topic = envelope.topic.as_deref().unwrap_or_default();
-        for raw in envelope.data.iter().flatten() {
-            if topic == "wallet" {
-                let w: WalletElement = serde_json::from_str(raw.get()).unwrap();
-                elements += black_box(w.coin.len());
-            } else {
-                let p: PositionElement = serde_json::from_str(raw.get()).unwrap();
-                elements += black_box(p.size.0.is_some() as usize);
-            }
+        let mut parsed = flat::recycle(std::mem::take(&mut scratch));
+        if flat::position_frame(text, &mut parsed).is_some() {
+            elements += parsed
+                .iter()
+                .map(|(_, p)| black_box(p.size.0.is_some() as usize))
+                .sum::<usize>();
+            scratch = flat::recycle(parsed);
+            continue;
+        }
+        scratch = flat::recycle(parsed);
+        elements += serde_parse(text);
+    }
+    elements
+}
+
+/// The serde path alone (the reference reader, and the only one before the fast path).
+fn serde_parse_only(frames: &[Vec<u8>]) -> usize {
+    frames
+        .iter()
+        .map(|frame| serde_parse(std::str::from_utf8(frame).expect("bench frames are UTF-8")))
+        .sum()
+}
+
+fn serde_parse(text: &str) -> usize {
+    let mut elements = 0;
+    let envelope: Envelope = serde_json::from_str(text).expect("bench frames are valid");
+    let topic = envelope.topic.as_deref().unwrap_or_default();
+    for raw in envelope.data.iter().flatten() {
+        if topic == "wallet" {
+            let w: WalletElement = serde_json::from_str(raw.get()).unwrap();
+            elements += black_box(w.coin.len());
+        } else {
+            let p: PositionElement = serde_json::from_str(raw.get()).unwrap();
+            elements += black_box(p.size.0.is_some() as usize);
         }
     }
     elements
@@ -67,10 +95,18 @@ fn main() {
         .filter(|line| !line.is_empty())
         .map(<[u8]>::to_vec)
         .collect();
+    // `decode_floor FRAMES decode` (or `parse`) runs only that half, for profiling.
+    match std::env::args().nth(2).as_deref() {
+        Some("decode") => return println!("{}", best_ns_per_frame(&frames, decode)),
+        Some("parse") => return println!("{}", best_ns_per_frame(&frames, parse_only)),
+        Some("serde") => return println!("{}", best_ns_per_frame(&frames, serde_parse_only)),
+        _ => {}
+    }
     let parse = best_ns_per_frame(&frames, parse_only);
     let full = best_ns_per_frame(&frames, decode);
+    let serde = best_ns_per_frame(&frames, serde_parse_only);
     println!(
-        "{{\"frames\": {}, \"parse_only_ns\": {parse:.1}, \"decode_ns\": {full:.1}}}",
+        "{{\"frames\": {}, \"parse_only_ns\": {parse:.1}, \"decode_ns\": {full:.1}, \"serde_parse_only_ns\": {serde:.1}}}",
         frames.len()
     );
 }

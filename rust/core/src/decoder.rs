@@ -12,6 +12,7 @@ use serde_json::value::RawValue;
 
 use crate::events::{ConnectionEvent, ConnectionEventColumns};
 use crate::fields::{Millis, Text};
+use crate::flat;
 use crate::position::{PositionColumns, PositionElement, PositionKey};
 use crate::protocol::{
     classify_topic, ControlFrame, Envelope, TopicKind, REST_POSITION_LIST, REST_WALLET_BALANCE,
@@ -103,6 +104,13 @@ pub struct Decoder {
     wallets: WalletColumns,
     rejects: RejectColumns,
     events: ConnectionEventColumns,
+    /// The flat fast path's element buffer, kept between frames (always empty here).
+    scratch: flat::Elements<'static>,
+    /// Off only in tests, to compare the fast path with the serde path.
+    fast_path: bool,
+    /// Frames the fast path decoded (tests check it is taken, or not).
+    #[cfg(test)]
+    fast_frames: usize,
 }
 
 impl Default for Decoder {
@@ -119,6 +127,10 @@ impl Decoder {
             wallets: WalletColumns::with_capacity(1024),
             rejects: RejectColumns::with_capacity(16),
             events: ConnectionEventColumns::with_capacity(16),
+            scratch: Vec::new(),
+            fast_path: true,
+            #[cfg(test)]
+            fast_frames: 0,
         }
     }
 
@@ -190,6 +202,15 @@ impl Decoder {
                 });
             }
         };
+        if self.fast_path {
+            let mut elements = flat::recycle(std::mem::take(&mut self.scratch));
+            let outcome = flat::position_frame(text, &mut elements)
+                .map(|frame| self.append_flat(account_id, frame, &elements, local_ts, &reject));
+            self.scratch = flat::recycle(elements);
+            if let Some(outcome) = outcome {
+                return outcome;
+            }
+        }
         let envelope: Envelope = match serde_json::from_str(text) {
             Ok(envelope) => envelope,
             Err(_) => {
@@ -320,6 +341,73 @@ impl Decoder {
         })
     }
 
+    /// Appends a push the fast path read; the same rows and rejects as the serde path.
+    fn append_flat<'a>(
+        &mut self,
+        account_id: &'a str,
+        frame: flat::PositionFrame<'a>,
+        elements: &flat::Elements<'a>,
+        local_ts: i64,
+        reject: &Reject<'a>,
+    ) -> FrameOutcome {
+        #[cfg(test)]
+        {
+            self.fast_frames += 1;
+        }
+        let reject = Reject {
+            topic: Some(frame.topic),
+            message_id: frame.id,
+            ..*reject
+        };
+        let provenance = Provenance {
+            account_id,
+            creation_ts: frame.creation_ts,
+            local_ts,
+            source: Source::Ws,
+            message_id: frame.id,
+        };
+        let (mut rows, mut rejected) = (0, 0);
+        for (index, (text, element)) in elements.iter().enumerate() {
+            let raw_json = self.config.keep_raw.then_some(*text);
+            let appended = self
+                .positions
+                .append(element, frame.category, &provenance, raw_json)
+                .map(|()| 1)
+                .map_err(|e| e.to_string());
+            self.count_element(index, text, appended, &reject, &mut rows, &mut rejected);
+        }
+        FrameOutcome::Push {
+            table: Table::PositionSnapshots,
+            rows,
+            rejected,
+        }
+    }
+
+    /// Counts an element's outcome; a failed one becomes a reject on its own.
+    fn count_element(
+        &mut self,
+        index: usize,
+        raw: &str,
+        appended: Result<usize, String>,
+        reject: &Reject<'_>,
+        rows: &mut usize,
+        rejected: &mut usize,
+    ) {
+        match appended {
+            Ok(n) => *rows += n,
+            Err(why) => {
+                *rejected += 1;
+                let what = reject.topic.unwrap_or_default();
+                let reason = format!("{what} element {index}: {why}");
+                self.rejects.append(&Reject {
+                    reason: &reason,
+                    raw: raw.as_bytes(),
+                    ..*reject
+                });
+            }
+        }
+    }
+
     /// Appends each element to `table`; a failing element becomes a reject on its own.
     fn append_elements(
         &mut self,
@@ -330,24 +418,13 @@ impl Decoder {
         reject: Reject<'_>,
     ) -> (usize, usize) {
         let (mut rows, mut rejected) = (0, 0);
-        let what = reject.topic.unwrap_or_default();
         for (index, element) in elements.iter().enumerate() {
             let appended = match table {
                 Table::PositionSnapshots => self.append_position(element, category, provenance),
                 _ => self.append_wallet(element, provenance),
             };
-            match appended {
-                Ok(n) => rows += n,
-                Err(why) => {
-                    rejected += 1;
-                    let reason = format!("{what} element {index}: {why}");
-                    self.rejects.append(&Reject {
-                        reason: &reason,
-                        raw: element.get().as_bytes(),
-                        ..reject
-                    });
-                }
-            }
+            let raw = element.get();
+            self.count_element(index, raw, appended, &reject, &mut rows, &mut rejected);
         }
         (rows, rejected)
     }
@@ -478,5 +555,329 @@ fn explain<'a, T: Deserialize<'a>>(text: &'a str) -> String {
             Err(e) => e.to_string(),
             Ok(()) => "could not be decoded".to_owned(),
         },
+    }
+}
+
+/// The flat fast path against the serde path: on every input both must leave the same rows,
+/// rejects and outcome, whichever path took the frame.
+#[cfg(test)]
+mod fast_path_tests {
+    use super::*;
+
+    const PUSH: &str = include_str!("../../../tests/fixtures/position_push.json");
+    const ACCOUNT: &str = "acct-1";
+    const LOCAL_TS: i64 = 1_700_000_000_000_000;
+
+    struct Pair {
+        fast: Decoder,
+        serde: Decoder,
+    }
+
+    impl Pair {
+        fn new(config: DecoderConfig) -> Self {
+            let mut serde = Decoder::new(config);
+            serde.fast_path = false;
+            Pair {
+                fast: Decoder::new(config),
+                serde,
+            }
+        }
+
+        /// Decodes `frame` both ways, asserts they agree, and says whether the fast path
+        /// took it.
+        fn check(&mut self, frame: &[u8]) -> bool {
+            let before = self.fast.fast_frames;
+            let fast = self.fast.decode_frame(ACCOUNT, frame, LOCAL_TS);
+            let serde = self.serde.decode_frame(ACCOUNT, frame, LOCAL_TS);
+            let shown = String::from_utf8_lossy(frame);
+            assert_eq!(fast, serde, "outcome of {shown}");
+            for table in Table::ALL {
+                assert_eq!(
+                    self.fast.cut(table),
+                    self.serde.cut(table),
+                    "{} of {shown}",
+                    table.name()
+                );
+            }
+            assert_eq!(self.serde.fast_frames, 0);
+            self.fast.fast_frames > before
+        }
+    }
+
+    fn check(frame: &str) -> bool {
+        Pair::new(DecoderConfig::default()).check(frame.as_bytes())
+    }
+
+    /// `PUSH` with its element's fields replaced by `fields` (a JSON object body).
+    fn push_with(fields: &str) -> String {
+        let start = PUSH.find("[{").unwrap() + 2;
+        let end = PUSH.rfind("}]").unwrap();
+        format!("{}{fields}{}", &PUSH[..start], &PUSH[end..])
+    }
+
+    /// The field names a derived `Deserialize` asks for.
+    fn serde_fields<'de, T: Deserialize<'de>>() -> &'static [&'static str] {
+        use serde::de::{value::Error, Error as _, Visitor};
+        struct Grab<'x>(&'x mut &'static [&'static str]);
+        impl<'de> serde::Deserializer<'de> for Grab<'_> {
+            type Error = Error;
+            fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Error> {
+                Err(Error::custom("only structs"))
+            }
+            fn deserialize_struct<V: Visitor<'de>>(
+                self,
+                _: &'static str,
+                fields: &'static [&'static str],
+                _: V,
+            ) -> Result<V::Value, Error> {
+                *self.0 = fields;
+                Err(Error::custom("grabbed"))
+            }
+            serde::forward_to_deserialize_any! {
+                bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes
+                byte_buf option unit unit_struct newtype_struct seq tuple tuple_struct map enum
+                identifier ignored_any
+            }
+        }
+        let mut fields: &'static [&'static str] = &[];
+        let _ = T::deserialize(Grab(&mut fields));
+        fields
+    }
+
+    #[test]
+    fn fast_path_reads_the_fields_serde_reads() {
+        let mut ours = PositionElement::FLAT_KEYS.to_vec();
+        let mut theirs = serde_fields::<PositionElement>().to_vec();
+        ours.sort_unstable();
+        theirs.sort_unstable();
+        assert_eq!(ours, theirs);
+    }
+
+    #[test]
+    fn documented_push_takes_the_fast_path() {
+        assert!(check(PUSH));
+        let mut decoder = Decoder::default();
+        decoder.decode_frame(ACCOUNT, PUSH.as_bytes(), LOCAL_TS);
+        assert_eq!(decoder.fast_frames, 1);
+        let batch = decoder.cut(Table::PositionSnapshots);
+        let raw = batch
+            .column_by_name("raw_json")
+            .unwrap()
+            .as_any()
+            .downcast_ref::<arrow_array::StringArray>()
+            .unwrap()
+            .value(0);
+        assert_eq!(
+            raw,
+            &PUSH[PUSH.find("[{").unwrap() + 1..PUSH.rfind(']').unwrap()]
+        );
+    }
+
+    #[test]
+    fn every_field_agrees_on_every_kind_of_value() {
+        let values = [
+            r#""1.5""#,
+            r#""-0.000000000000000001""#,
+            r#""""#,
+            "null",
+            "7",
+            "-7",
+            "0",
+            "true",
+            "false",
+            r#""true""#,
+            r#""abc""#,
+            r#""+5""#,
+            r#""1e3""#,
+            r#""0.1234567890123456789""#,
+            r#""99999999999999999999""#,
+            r#""12345678901234567890""#,
+            "1.5",
+            "-0",
+            "01",
+            "123456789012345678",
+            "1234567890123456789",
+            "99999999999999999999",
+            "1e5",
+            r#""9223372036854775807""#,
+            r#""-1""#,
+            r#""  1""#,
+            r#""1.""#,
+            r#"".5""#,
+            r#""-""#,
+            r#""1\u0030""#,
+            r#""a\"b""#,
+            "[]",
+            "{}",
+            r#"{"a":1}"#,
+            "tru",
+            "nul",
+            r#""BTC\n""#,
+        ];
+        let mut pair = Pair::new(DecoderConfig::default());
+        let mut fast = 0;
+        for key in PositionElement::FLAT_KEYS {
+            for value in values {
+                let base = r#""symbol":"BTCUSDT","positionIdx":1,"updatedTime":"1697682317038""#;
+                fast += pair.check(push_with(&format!(r#""{key}":{value},{base}"#)).as_bytes())
+                    as usize;
+                // After the required fields too, where a repeat of one of them is a duplicate.
+                fast += pair.check(push_with(&format!(r#"{base},"{key}":{value}"#)).as_bytes())
+                    as usize;
+            }
+        }
+        // Most combinations are plain enough for the fast path; the rest went to serde.
+        let total = 2 * PositionElement::FLAT_KEYS.len() * values.len();
+        assert!(fast > total / 3 && fast < total, "{fast} of {total}");
+    }
+
+    #[test]
+    fn tricky_frames_agree_and_take_the_expected_path() {
+        let element = &PUSH[PUSH.find("[{").unwrap() + 1..PUSH.rfind(']').unwrap()];
+        let fast = [
+            PUSH.to_owned(),
+            // Whitespace between every token.
+            PUSH.replace(':', " :\n ").replace(',', "\t,\r\n ").replace('{', " { ").replace('}', " } "),
+            // Envelope keys in another order, data first.
+            format!(r#"{{"data":[{element}],"creationTime":1697682317044,"topic":"position","id":"x"}}"#),
+            // Several elements, one of them missing what a row needs.
+            format!(r#"{{"topic":"position.linear","creationTime":"1697682317044","data":[{element},{{}},{element}]}}"#),
+            // Unknown flat fields, in the envelope and in an element.
+            push_with(r#""symbol":"ETHUSDT","positionIdx":0,"updatedTime":1,"newField":"x","n":-3,"b":true,"z":null"#),
+            // Unicode, unescaped.
+            push_with(r#""symbol":"ÉTH€USDT😀","positionIdx":0,"updatedTime":1,"tpslMode":"Ünïcode""#),
+            // A field the rules make NULL, an id that is empty.
+            r#"{"id":"","topic":"position","creationTime":1,"data":[{"symbol":"X","positionIdx":0,"updatedTime":1,"size":""}]}"#.to_owned(),
+            r#"{"topic":"position","creationTime":1,"data":[]}"#.to_owned(),
+            // Out of range for its column: a reject the append decides, on either path.
+            push_with(r#""symbol":"X","positionIdx":3000000000,"updatedTime":1"#),
+            push_with(r#""symbol":"X","positionIdx":0"#),
+        ];
+        for frame in &fast {
+            assert!(check(frame), "fast path expected for {frame}");
+        }
+        let serde = [
+            // Escapes anywhere.
+            PUSH.replace("BTCUSDT", r"BTC\u0055SDT"),
+            PUSH.replace("\"symbol\"", r#""sym\u0062ol""#),
+            PUSH.replace("BTCUSDT", r#"BTC\"USDT"#),
+            PUSH.replace("\"id\"", r#""\u0069d""#),
+            // Nested unknown fields.
+            push_with(r#""symbol":"X","positionIdx":0,"updatedTime":1,"extra":{"a":[1,{"b":2}]}"#),
+            PUSH.replacen("{", r#"{"meta":{"x":1},"#, 1),
+            // Duplicates.
+            push_with(r#""symbol":"X","positionIdx":0,"updatedTime":1,"symbol":"Y""#),
+            PUSH.replacen("{", r#"{"topic":"position","#, 1),
+            PUSH.replacen("{", r#"{"creationTime":5,"#, 1),
+            // Broken JSON.
+            PUSH.replace("}]}", "},]}"),
+            PUSH.replace("}]}", "}]},"),
+            PUSH.replace("}]}", "}]}x"),
+            PUSH.replace("}]}", "}]"),
+            PUSH[..PUSH.len() / 2].to_owned(),
+            PUSH.replace(r#""seq":8327597863"#, r#""seq":08327597863"#),
+            PUSH.replace("\"Full\"", "\"Fu\u{1}ll\""),
+            // Values serde refuses or reads as floats.
+            PUSH.replace(r#""seq":8327597863"#, r#""seq":-0"#),
+            PUSH.replace(r#""seq":8327597863"#, r#""seq":1.0"#),
+            PUSH.replace(r#""seq":8327597863"#, r#""seq":1e3"#),
+            PUSH.replace(r#""seq":8327597863"#, r#""seq":"x""#),
+            PUSH.replace(r#""markPrice":"28184.5""#, r#""markPrice":28184.5"#),
+            PUSH.replace(
+                r#""markPrice":"28184.5""#,
+                r#""markPrice":"0.0000000000000000001""#,
+            ),
+            PUSH.replace(
+                r#""creationTime":1697682317044"#,
+                r#""creationTime":9223372036854776"#,
+            ),
+            // Not a position push of the common shape.
+            PUSH.replace("\"position\"", "\"wallet\""),
+            PUSH.replace("\"position\"", "\"order\""),
+            PUSH.replace("\"position\"", "\"position.spot\""),
+            PUSH.replace("\"position\"", "\"\""),
+            PUSH.replace(r#""creationTime":1697682317044,"#, ""),
+            r#"{"topic":"position","creationTime":1,"data":null}"#.to_owned(),
+            r#"{"topic":"position","creationTime":1}"#.to_owned(),
+            r#"{"topic":"position","creationTime":1,"data":[1,"x"]}"#.to_owned(),
+            r#"{"op":"pong","args":["1"],"topic":"position","creationTime":1,"data":[]}"#
+                .to_owned(),
+            r#"{"success":true,"topic":"position","creationTime":1,"data":[]}"#.to_owned(),
+            "[]".to_owned(),
+            "".to_owned(),
+            "\u{feff}{}".to_owned(),
+        ];
+        for frame in &serde {
+            assert!(!check(frame), "serde path expected for {frame}");
+        }
+        let mut pair = Pair::new(DecoderConfig {
+            keep_raw: false,
+            ..DecoderConfig::default()
+        });
+        assert!(pair.check(PUSH.as_bytes()));
+    }
+
+    /// Random edits of a push, most of them breaking it somewhere: the two paths never
+    /// disagree and nothing panics.
+    #[test]
+    fn mutated_frames_agree() {
+        let mut rng = fastrand::Rng::with_seed(7);
+        let pieces: [&str; 24] = [
+            "\"",
+            "\\",
+            ",",
+            ":",
+            "{",
+            "}",
+            "[",
+            "]",
+            " ",
+            "0",
+            "1",
+            "-",
+            ".",
+            "e",
+            "null",
+            "true",
+            "\"\"",
+            "\\u0041",
+            "é",
+            "\u{1}",
+            "9999999999999999999",
+            "\"x\":1",
+            "\"size\":\"1\"",
+            "\"data\":[]",
+        ];
+        let mut pair = Pair::new(DecoderConfig::default());
+        let mut fast = 0;
+        let rounds = 20_000;
+        for _ in 0..rounds {
+            let mut frame = PUSH.to_owned();
+            for _ in 0..rng.usize(1..=3) {
+                let mut at = rng.usize(..=frame.len());
+                while !frame.is_char_boundary(at) {
+                    at -= 1;
+                }
+                match rng.u8(..3) {
+                    0 => frame.insert_str(at, pieces[rng.usize(..pieces.len())]),
+                    1 => {
+                        let mut end = (at + rng.usize(1..4)).min(frame.len());
+                        while !frame.is_char_boundary(end) {
+                            end += 1;
+                        }
+                        frame.replace_range(at..end, "");
+                    }
+                    _ => {
+                        let mut end = (at + 1).min(frame.len());
+                        while !frame.is_char_boundary(end) {
+                            end += 1;
+                        }
+                        frame.replace_range(at..end, pieces[rng.usize(..pieces.len())]);
+                    }
+                }
+            }
+            fast += pair.check(frame.as_bytes()) as usize;
+        }
+        assert!(fast > rounds / 10 && fast < rounds, "{fast} of {rounds}");
     }
 }

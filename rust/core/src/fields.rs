@@ -39,6 +39,63 @@ impl Text<'_> {
     }
 }
 
+// The rules, shared by the serde readers below and the flat fast path (`flat.rs`), so the
+// two cannot disagree on a value.
+
+impl Dec {
+    /// A decimal string: `""` is NULL, anything else must be an exact decimal.
+    #[inline]
+    pub(crate) fn from_text(v: &str) -> Result<Dec, decimal::DecimalError> {
+        if v.is_empty() {
+            return Ok(Dec(None));
+        }
+        decimal::parse_scaled(v).map(|x| Dec(Some(x)))
+    }
+}
+
+impl Int {
+    /// A string of digits (`""` is NULL); `None` if it is not an `i64`.
+    #[inline]
+    pub(crate) fn from_text(v: &str) -> Option<Int> {
+        if v.is_empty() {
+            return Some(Int(None));
+        }
+        v.parse::<i64>().ok().map(|x| Int(Some(x)))
+    }
+}
+
+impl Millis {
+    /// Milliseconds to microseconds; `None` if that overflows.
+    #[inline]
+    pub(crate) fn from_int(ms: Int) -> Option<Millis> {
+        match ms.0 {
+            None => Some(Millis(None)),
+            Some(ms) => ms.checked_mul(1000).map(|us| Millis(Some(us))),
+        }
+    }
+}
+
+impl Flag {
+    /// `"true"`, `"false"` or `""` (NULL); `None` for any other text.
+    #[inline]
+    pub(crate) fn from_text(v: &str) -> Option<Flag> {
+        match v {
+            "" => Some(Flag(None)),
+            "true" => Some(Flag(Some(true))),
+            "false" => Some(Flag(Some(false))),
+            _ => None,
+        }
+    }
+}
+
+impl<'a> Text<'a> {
+    /// Text borrowed from the frame; `""` is NULL.
+    #[inline]
+    pub(crate) fn borrowed(v: &'a str) -> Text<'a> {
+        Text((!v.is_empty()).then_some(Cow::Borrowed(v)))
+    }
+}
+
 impl<'de> Deserialize<'de> for Dec {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         struct V;
@@ -48,12 +105,7 @@ impl<'de> Deserialize<'de> for Dec {
                 f.write_str("a decimal string")
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<Dec, E> {
-                if v.is_empty() {
-                    return Ok(Dec(None));
-                }
-                decimal::parse_scaled(v)
-                    .map(|x| Dec(Some(x)))
-                    .map_err(|e| E::custom(format_args!("{e}: {v:?}")))
+                Dec::from_text(v).map_err(|e| E::custom(format_args!("{e}: {v:?}")))
             }
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<Dec, E> {
                 self.visit_str(&v.to_string())
@@ -78,14 +130,13 @@ impl<'de> Deserialize<'de> for Dec {
 
 impl<'de> Deserialize<'de> for Millis {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let Int(ms) = Int::deserialize(deserializer)?;
-        match ms {
-            None => Ok(Millis(None)),
-            Some(ms) => ms
-                .checked_mul(1000)
-                .map(|us| Millis(Some(us)))
-                .ok_or_else(|| de::Error::custom(format_args!("timestamp out of range: {ms}"))),
-        }
+        let ms = Int::deserialize(deserializer)?;
+        Millis::from_int(ms).ok_or_else(|| {
+            de::Error::custom(format_args!(
+                "timestamp out of range: {}",
+                ms.0.unwrap_or_default()
+            ))
+        })
     }
 }
 
@@ -98,12 +149,7 @@ impl<'de> Deserialize<'de> for Int {
                 f.write_str("an integer")
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<Int, E> {
-                if v.is_empty() {
-                    return Ok(Int(None));
-                }
-                v.parse::<i64>()
-                    .map(|x| Int(Some(x)))
-                    .map_err(|_| E::custom(format_args!("not an integer: {v:?}")))
+                Int::from_text(v).ok_or_else(|| E::custom(format_args!("not an integer: {v:?}")))
             }
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<Int, E> {
                 Ok(Int(Some(v)))
@@ -133,12 +179,7 @@ impl<'de> Deserialize<'de> for Flag {
                 Ok(Flag(Some(v)))
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<Flag, E> {
-                match v {
-                    "" => Ok(Flag(None)),
-                    "true" => Ok(Flag(Some(true))),
-                    "false" => Ok(Flag(Some(false))),
-                    _ => Err(E::custom(format_args!("not a boolean: {v:?}"))),
-                }
+                Flag::from_text(v).ok_or_else(|| E::custom(format_args!("not a boolean: {v:?}")))
             }
             fn visit_unit<E: de::Error>(self) -> Result<Flag, E> {
                 Ok(Flag(None))
@@ -159,7 +200,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
                 f.write_str("a string")
             }
             fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Text<'de>, E> {
-                Ok(Text((!v.is_empty()).then_some(Cow::Borrowed(v))))
+                Ok(Text::borrowed(v))
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<Text<'de>, E> {
                 Ok(Text((!v.is_empty()).then(|| Cow::Owned(v.to_owned()))))

@@ -8,6 +8,7 @@ pub mod decoder;
 pub mod engine;
 pub mod events;
 pub mod fields;
+pub mod flat;
 pub mod position;
 pub mod protocol;
 pub mod reject;

@@ -4,8 +4,34 @@
 use serde::Deserialize;
 
 use crate::fields::{Dec, Flag, Int, Millis, Text};
+use crate::flat::Cursor;
 use crate::row::{Provenance, RowError};
 use crate::table;
+
+/// Declares the fast path's field list once: the key names (`FLAT_KEYS`, in order) and
+/// `set_flat`, which reads the value of the `index`-th key into its field.
+macro_rules! flat_fields {
+    ($($key:literal => $field:ident: $read:ident,)*) => {
+        impl<'a> PositionElement<'a> {
+            pub(crate) const FLAT_KEYS: [&'static str; [$($key),*].len()] = [$($key),*];
+
+            /// `None`: a value serde would refuse, for the serde path to decide.
+            #[inline(always)]
+            pub(crate) fn set_flat(&mut self, index: usize, value: &mut Cursor<'a>) -> Option<()> {
+                let mut i = 0;
+                $(
+                    if index == i {
+                        self.$field = value.$read()?;
+                        return Some(());
+                    }
+                    i += 1;
+                )*
+                let _ = i;
+                None
+            }
+        }
+    };
+}
 
 table! {
     /// Builders of `position_snapshots`. Key: (account_id, category, symbol, position_idx):
@@ -110,6 +136,48 @@ pub struct PositionElement<'a> {
     pub created_time: Millis,
     pub updated_time: Millis,
     pub seq: Int,
+}
+
+// The fields the flat fast path (`flat.rs`) sets, by the names serde reads (those of the
+// derive above; a test checks the two lists are the same), each with its reader.
+flat_fields! {
+    "category" => category: text,
+    "symbol" => symbol: text,
+    "side" => side: text,
+    "size" => size: dec,
+    "positionIdx" => position_idx: int,
+    "tradeMode" => trade_mode: int,
+    "positionValue" => position_value: dec,
+    "riskId" => risk_id: int,
+    "riskLimitValue" => risk_limit_value: dec,
+    "entryPrice" => entry_price: dec,
+    "avgPrice" => avg_price: dec,
+    "markPrice" => mark_price: dec,
+    "leverage" => leverage: dec,
+    "positionBalance" => position_balance: dec,
+    "autoAddMargin" => auto_add_margin: int,
+    "positionIM" => position_im: dec,
+    "positionIMByMp" => position_im_by_mp: dec,
+    "positionMM" => position_mm: dec,
+    "positionMMByMp" => position_mm_by_mp: dec,
+    "liqPrice" => liq_price: dec,
+    "bustPrice" => bust_price: dec,
+    "tpslMode" => tpsl_mode: text,
+    "takeProfit" => take_profit: dec,
+    "stopLoss" => stop_loss: dec,
+    "trailingStop" => trailing_stop: dec,
+    "unrealisedPnl" => unrealised_pnl: dec,
+    "sessionAvgPrice" => session_avg_price: dec,
+    "curRealisedPnl" => cur_realised_pnl: dec,
+    "cumRealisedPnl" => cum_realised_pnl: dec,
+    "positionStatus" => position_status: text,
+    "adlRankIndicator" => adl_rank_indicator: int,
+    "isReduceOnly" => is_reduce_only: flag,
+    "mmrSysUpdatedTime" => mmr_sys_updated_time: millis,
+    "leverageSysUpdatedTime" => leverage_sys_updated_time: millis,
+    "createdTime" => created_time: millis,
+    "updatedTime" => updated_time: millis,
+    "seq" => seq: int,
 }
 
 /// A flat position's side is `""` on unified accounts and `"None"` on classic ones: both
