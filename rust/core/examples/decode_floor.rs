@@ -20,10 +20,11 @@ const BATCH: usize = 10_000;
 fn parse_only(frames: &[Vec<u8>]) -> usize {
     let mut elements = 0;
     let mut scratch: flat::Elements<'static> = Vec::new();
+    let mut order = flat::KeyOrder::default();
     for frame in frames {
         let text = std::str::from_utf8(frame).expect("bench frames are UTF-8");
         let mut parsed = flat::recycle(std::mem::take(&mut scratch));
-        if flat::position_frame(text, &mut parsed).is_some() {
+        if flat::position_frame(text, &mut parsed, &mut order).is_some() {
             elements += parsed
                 .iter()
                 .map(|(_, p)| black_box(p.size.0.is_some() as usize))

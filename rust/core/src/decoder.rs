@@ -106,6 +106,8 @@ pub struct Decoder {
     events: ConnectionEventColumns,
     /// The flat fast path's element buffer, kept between frames (always empty here).
     scratch: flat::Elements<'static>,
+    /// The field order of recent position elements, the fast path's first guess.
+    key_order: flat::KeyOrder,
     /// Off only in tests, to compare the fast path with the serde path.
     fast_path: bool,
     /// Frames the fast path decoded (tests check it is taken, or not).
@@ -128,6 +130,7 @@ impl Decoder {
             rejects: RejectColumns::with_capacity(16),
             events: ConnectionEventColumns::with_capacity(16),
             scratch: Vec::new(),
+            key_order: flat::KeyOrder::default(),
             fast_path: true,
             #[cfg(test)]
             fast_frames: 0,
@@ -204,7 +207,7 @@ impl Decoder {
         };
         if self.fast_path {
             let mut elements = flat::recycle(std::mem::take(&mut self.scratch));
-            let outcome = flat::position_frame(text, &mut elements)
+            let outcome = flat::position_frame(text, &mut elements, &mut self.key_order)
                 .map(|frame| self.append_flat(account_id, frame, &elements, local_ts, &reject));
             self.scratch = flat::recycle(elements);
             if let Some(outcome) = outcome {

@@ -96,7 +96,11 @@ pub struct PositionFrame<'a> {
 
 /// Reads `text` as a position push of the common shape into its envelope and `elements`, or
 /// returns `None` for the serde path to decide (`elements` then holds nothing of use).
-pub fn position_frame<'a>(text: &'a str, elements: &mut Elements<'a>) -> Option<PositionFrame<'a>> {
+pub fn position_frame<'a>(
+    text: &'a str,
+    elements: &mut Elements<'a>,
+    order: &mut KeyOrder,
+) -> Option<PositionFrame<'a>> {
     elements.clear();
     let mut c = Cursor::new(text);
     let mut topic: Option<Option<&'a str>> = None;
@@ -131,7 +135,7 @@ pub fn position_frame<'a>(text: &'a str, elements: &mut Elements<'a>) -> Option<
                             // Filled in place: an element is over a kilobyte.
                             elements.push(("", PositionElement::default()));
                             let slot = elements.last_mut()?;
-                            c.element(&mut slot.1)?;
+                            c.element(&mut slot.1, order)?;
                             slot.0 = text.get(start..c.pos)?;
                             match c.peek()? {
                                 b',' => c.pos += 1,
@@ -212,6 +216,25 @@ fn string_stop(bytes: &[u8]) -> Option<usize> {
         .map(|i| offset + i)
 }
 
+/// The order of the fields in the last position elements read: `next[i]` is the index of the
+/// key that followed key `i` (`next[FIRST]`: the first key). Only a guess to try first; a
+/// wrong one costs one comparison.
+#[derive(Debug, Clone)]
+pub struct KeyOrder {
+    next: [u8; FIRST + 1],
+}
+
+/// The slot of `KeyOrder::next` for "before the first key".
+const FIRST: usize = 64;
+
+impl Default for KeyOrder {
+    fn default() -> Self {
+        KeyOrder {
+            next: [0; FIRST + 1],
+        }
+    }
+}
+
 /// A position in the frame.
 pub(crate) struct Cursor<'a> {
     text: &'a str,
@@ -274,6 +297,12 @@ impl<'a> Cursor<'a> {
         self.pos = start + len + 1;
         // Both ends are ASCII quotes, hence character boundaries.
         self.text.get(start..start + len)
+    }
+
+    /// Where `part`, a slice of the frame, starts in it.
+    #[inline(always)]
+    fn pos_of(&self, part: &str) -> usize {
+        part.as_ptr() as usize - self.text.as_ptr() as usize
     }
 
     /// An object key and its colon.
@@ -343,16 +372,39 @@ impl<'a> Cursor<'a> {
     /// A position element: a flat object whose known fields are set on `element` (each at
     /// most once, as serde requires) and whose unknown fields are skipped.
     #[inline]
-    fn element(&mut self, element: &mut PositionElement<'a>) -> Option<()> {
+    fn element(&mut self, element: &mut PositionElement<'a>, order: &mut KeyOrder) -> Option<()> {
         self.eat(b'{')?;
         if self.peek()? == b'}' {
             self.pos += 1;
             return Some(());
         }
         let mut seen = 0u64;
+        let mut previous = FIRST;
         loop {
-            let key = self.key()?;
-            match POSITION_KEYS.find(key) {
+            if self.peek()? != b'"' {
+                return None;
+            }
+            // Bybit writes the fields in the same order every time: try the key that followed
+            // the previous one last time, compared in place, before reading the key as a
+            // string and looking it up.
+            let guess = order.next[previous] as usize;
+            let known = match POSITION_KEYS.matches_at(self.bytes, self.pos + 1, guess) {
+                Some(len) => {
+                    self.pos += len + 2;
+                    self.eat(b':')?;
+                    Some(guess)
+                }
+                None => {
+                    let key = self.key()?;
+                    let start = self.pos_of(key);
+                    let found = POSITION_KEYS.find_at(self.bytes, start, key.len());
+                    if let Some(index) = found {
+                        order.next[previous] = index as u8;
+                    }
+                    found
+                }
+            };
+            match known {
                 Some(index) => {
                     let bit = 1u64 << index;
                     if seen & bit != 0 {
@@ -360,6 +412,7 @@ impl<'a> Cursor<'a> {
                     }
                     seen |= bit;
                     element.set_flat(index, self)?;
+                    previous = index;
                 }
                 None => {
                     self.scalar()?;
@@ -453,12 +506,14 @@ impl<'a> Cursor<'a> {
     }
 }
 
-/// Finds a known key among `N` names in one probe: a multiplicative hash of the key's length
-/// and first and last eight bytes picks a slot, and the key is compared with the name in it
-/// as its length and three words (bytes 0..8, 8..16 and the last eight), which cover every
-/// byte of a name of up to 24 bytes; longer keys are no name.
+/// Finds a known key among `N` names in one probe. A key of up to 24 bytes is three words
+/// (bytes 0..8, 8..16, 16..24, zero-padded) and its length, which say every byte of it; a
+/// multiplicative hash of them picks a slot, and the key is the name in that slot only if
+/// all four are equal. Longer keys are no name.
 pub(crate) struct KeyTable<const N: usize> {
     slots: [Slot; 128],
+    /// Each name's slot, by index.
+    by_index: [Slot; N],
 }
 
 #[derive(Clone, Copy)]
@@ -474,51 +529,64 @@ const LONGEST: usize = 24;
 /// A multiplier under which the position keys land in distinct slots (checked when the table
 /// is built, at compile time: a new key that collides fails the build, and another
 /// multiplier is needed).
-const MULTIPLIER: u64 = 0x89e0_6775_affc_41c7;
+const MULTIPLIER: u64 = 0xb248_9191_7b12_1dc5;
 
-/// Up to eight bytes of `bytes` from `from`, little-endian, zero-padded.
+/// The slot of a key's words and length.
 #[inline(always)]
-const fn load(bytes: &[u8], from: usize) -> u64 {
-    if from + 8 <= bytes.len() {
-        let (_, rest) = bytes.split_at(from);
-        let (word, _) = rest.split_at(8);
-        let mut array = [0u8; 8];
-        array.copy_from_slice(word);
-        return u64::from_le_bytes(array);
-    }
-    let mut word = 0u64;
-    let mut i = 0;
-    while from + i < bytes.len() {
-        word |= (bytes[from + i] as u64) << (8 * i);
-        i += 1;
-    }
-    word
+const fn slot_of(words: [u64; 3], len: usize) -> usize {
+    let feature = words[0] ^ words[1].wrapping_mul(31) ^ words[2].wrapping_mul(961) ^ len as u64;
+    (feature.wrapping_mul(MULTIPLIER) >> 57) as usize
 }
 
-/// The key's words and slot.
+/// A name's words, byte by byte (for building the table, and for keys at the very end of a
+/// frame).
+const fn name_words(name: &[u8]) -> [u64; 3] {
+    let mut words = [0u64; 3];
+    let mut i = 0;
+    while i < name.len() && i < LONGEST {
+        words[i / 8] |= (name[i] as u64) << (8 * (i % 8));
+        i += 1;
+    }
+    words
+}
+
+/// The words of the `len`-byte key at `start` in `bytes`: whole words read from the frame
+/// and masked to the key, with no loop over its bytes.
 #[inline(always)]
-const fn words(key: &[u8]) -> ([u64; 3], usize) {
-    let n = key.len();
-    let head = load(key, 0);
-    let tail = if n >= 8 { load(key, n - 8) } else { head };
-    let feature = head ^ tail.wrapping_mul(31) ^ n as u64;
-    let slot = (feature.wrapping_mul(MULTIPLIER) >> 57) as usize;
-    ([head, load(key, 8), tail], slot)
+fn key_words(bytes: &[u8], start: usize, len: usize) -> [u64; 3] {
+    let Some(window) = bytes.get(start..start + LONGEST) else {
+        return name_words(bytes.get(start..start + len).unwrap_or_default());
+    };
+    let word = |k: usize| {
+        let mut array = [0u8; 8];
+        array.copy_from_slice(&window[8 * k..8 * k + 8]);
+        let keep = len.saturating_sub(8 * k);
+        let mask = if keep >= 8 {
+            u64::MAX
+        } else {
+            (1u64 << (8 * keep)) - 1
+        };
+        u64::from_le_bytes(array) & mask
+    };
+    [word(0), word(1), word(2)]
 }
 
 impl<const N: usize> KeyTable<N> {
     pub(crate) const fn new(names: [&'static str; N]) -> Self {
         assert!(N < EMPTY as usize && N <= 64);
-        let mut slots = [Slot {
+        let empty = Slot {
             index: EMPTY,
             len: 0,
             words: [0; 3],
-        }; 128];
+        };
+        let mut slots = [empty; 128];
+        let mut by_index = [empty; N];
         let mut i = 0;
         while i < N {
             let name = names[i].as_bytes();
             assert!(name.len() <= LONGEST);
-            let (words, s) = words(name);
+            let words = name_words(name);
+            let s = slot_of(words, name.len());
             assert!(
                 slots[s].index == EMPTY,
                 "two keys share a slot: choose another MULTIPLIER"
@@ -528,26 +596,47 @@ impl<const N: usize> KeyTable<N> {
                 len: name.len() as u8,
                 words,
             };
+            by_index[i] = slots[s];
             i += 1;
         }
-        KeyTable { slots }
+        KeyTable { slots, by_index }
     }
 
-    /// The index of `key` among the names, if it is one of them.
+    /// The index of the `len`-byte key at `start` in `bytes` among the names, if it is one.
     #[inline(always)]
-    pub(crate) fn find(&self, key: &str) -> Option<usize> {
-        let key = key.as_bytes();
-        if key.len() > LONGEST {
+    pub(crate) fn find_at(&self, bytes: &[u8], start: usize, len: usize) -> Option<usize> {
+        if len > LONGEST {
             return None;
         }
-        let (words, s) = words(key);
-        let slot = &self.slots[s];
+        let words = key_words(bytes, start, len);
+        let slot = &self.slots[slot_of(words, len)];
         // Word by word, not as an array: the array compare is vectorised and stalls on the
         // words just stored.
         let differ =
             (slot.words[0] ^ words[0]) | (slot.words[1] ^ words[1]) | (slot.words[2] ^ words[2]);
-        (slot.index != EMPTY && slot.len as usize == key.len() && differ == 0)
+        (slot.index != EMPTY && slot.len as usize == len && differ == 0)
             .then_some(slot.index as usize)
+    }
+
+    /// Whether the name of index `guess` is at `start` in `bytes`, followed by a quote (so it
+    /// is the whole key: names hold no quote or backslash); its length if so.
+    #[inline(always)]
+    pub(crate) fn matches_at(&self, bytes: &[u8], start: usize, guess: usize) -> Option<usize> {
+        let slot = self.by_index.get(guess)?;
+        let len = slot.len as usize;
+        if start + LONGEST > bytes.len() || bytes.get(start + len) != Some(&b'"') {
+            return None;
+        }
+        let words = key_words(bytes, start, len);
+        let differ =
+            (slot.words[0] ^ words[0]) | (slot.words[1] ^ words[1]) | (slot.words[2] ^ words[2]);
+        (differ == 0).then_some(len)
+    }
+
+    /// The index of `key` among the names, if it is one.
+    #[cfg(test)]
+    pub(crate) fn find(&self, key: &str) -> Option<usize> {
+        self.find_at(key.as_bytes(), 0, key.len())
     }
 }
 
@@ -601,6 +690,38 @@ mod tests {
             assert_eq!(POSITION_KEYS.find(key), None, "{key}");
         }
         assert_eq!(POSITION_KEYS.find(&"a".repeat(100)), None);
+    }
+
+    #[test]
+    fn a_guessed_key_matches_only_itself_whole() {
+        let keys = PositionElement::FLAT_KEYS;
+        let index = |name: &str| keys.iter().position(|k| *k == name).unwrap();
+        let padding = " ".repeat(30);
+        for (i, name) in keys.iter().enumerate() {
+            let text = format!("\"{name}\":1{padding}");
+            assert_eq!(
+                POSITION_KEYS.matches_at(text.as_bytes(), 1, i),
+                Some(name.len())
+            );
+            for (j, other) in keys.iter().enumerate() {
+                if j != i {
+                    assert_eq!(
+                        POSITION_KEYS.matches_at(text.as_bytes(), 1, j),
+                        None,
+                        "{other}"
+                    );
+                }
+            }
+            // Too near the end of the frame to read in words: left to the general lookup.
+            let short = format!("\"{name}\"");
+            assert_eq!(POSITION_KEYS.matches_at(short.as_bytes(), 1, i), None);
+        }
+        let longer = format!("\"positionIMByMp\":1{padding}");
+        assert_eq!(
+            POSITION_KEYS.matches_at(longer.as_bytes(), 1, index("positionIM")),
+            None
+        );
+        assert_eq!(POSITION_KEYS.matches_at(longer.as_bytes(), 1, 99), None);
     }
 
     #[test]
