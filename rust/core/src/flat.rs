@@ -274,13 +274,18 @@ impl<'a> Cursor<'a> {
     }
 
     /// The next byte after whitespace, not consumed.
-    #[inline]
+    #[inline(always)]
     fn peek(&mut self) -> Option<u8> {
+        let byte = *self.bytes.get(self.pos)?;
+        // Every JSON whitespace byte is at most a space; pushes seldom have any.
+        if byte > b' ' {
+            return Some(byte);
+        }
         self.skip_ws();
         self.bytes.get(self.pos).copied()
     }
 
-    #[inline]
+    #[inline(always)]
     fn eat(&mut self, byte: u8) -> Option<()> {
         (self.peek()? == byte).then(|| self.pos += 1)
     }
@@ -521,6 +526,7 @@ struct Slot {
     index: u8,
     len: u8,
     words: [u64; 3],
+    masks: [u64; 3],
 }
 
 const EMPTY: u8 = u8::MAX;
@@ -550,25 +556,44 @@ const fn name_words(name: &[u8]) -> [u64; 3] {
     words
 }
 
+/// The masks that keep the first `len` bytes of three words.
+#[inline(always)]
+const fn masks(len: usize) -> [u64; 3] {
+    const fn mask(len: usize, k: usize) -> u64 {
+        let keep = len.saturating_sub(8 * k);
+        let keep = if keep > 8 { 8 } else { keep };
+        ((1u128 << (8 * keep)) - 1) as u64
+    }
+    [mask(len, 0), mask(len, 1), mask(len, 2)]
+}
+
+/// Twenty-four bytes of `bytes` from `start` as three words, if there are that many.
+#[inline(always)]
+fn window(bytes: &[u8], start: usize) -> Option<[u64; 3]> {
+    let window: &[u8; LONGEST] = bytes.get(start..start + LONGEST)?.try_into().ok()?;
+    let word = |k: usize| {
+        let mut array = [0u8; 8];
+        array.copy_from_slice(&window[8 * k..8 * k + 8]);
+        u64::from_le_bytes(array)
+    };
+    Some([word(0), word(1), word(2)])
+}
+
 /// The words of the `len`-byte key at `start` in `bytes`: whole words read from the frame
 /// and masked to the key, with no loop over its bytes.
 #[inline(always)]
 fn key_words(bytes: &[u8], start: usize, len: usize) -> [u64; 3] {
-    let Some(window) = bytes.get(start..start + LONGEST) else {
-        return name_words(bytes.get(start..start + len).unwrap_or_default());
-    };
-    let word = |k: usize| {
-        let mut array = [0u8; 8];
-        array.copy_from_slice(&window[8 * k..8 * k + 8]);
-        let keep = len.saturating_sub(8 * k);
-        let mask = if keep >= 8 {
-            u64::MAX
-        } else {
-            (1u64 << (8 * keep)) - 1
-        };
-        u64::from_le_bytes(array) & mask
-    };
-    [word(0), word(1), word(2)]
+    match window(bytes, start) {
+        Some(words) => {
+            let masks = masks(len);
+            [
+                words[0] & masks[0],
+                words[1] & masks[1],
+                words[2] & masks[2],
+            ]
+        }
+        None => name_words(bytes.get(start..start + len).unwrap_or_default()),
+    }
 }
 
 impl<const N: usize> KeyTable<N> {
@@ -578,6 +603,7 @@ impl<const N: usize> KeyTable<N> {
             index: EMPTY,
             len: 0,
             words: [0; 3],
+            masks: [0; 3],
         };
         let mut slots = [empty; 128];
         let mut by_index = [empty; N];
@@ -595,6 +621,7 @@ impl<const N: usize> KeyTable<N> {
                 index: i as u8,
                 len: name.len() as u8,
                 words,
+                masks: masks(name.len()),
             };
             by_index[i] = slots[s];
             i += 1;
@@ -624,13 +651,11 @@ impl<const N: usize> KeyTable<N> {
     pub(crate) fn matches_at(&self, bytes: &[u8], start: usize, guess: usize) -> Option<usize> {
         let slot = self.by_index.get(guess)?;
         let len = slot.len as usize;
-        if start + LONGEST > bytes.len() || bytes.get(start + len) != Some(&b'"') {
-            return None;
-        }
-        let words = key_words(bytes, start, len);
-        let differ =
-            (slot.words[0] ^ words[0]) | (slot.words[1] ^ words[1]) | (slot.words[2] ^ words[2]);
-        (differ == 0).then_some(len)
+        let words = window(bytes, start)?;
+        let differ = ((slot.words[0] ^ words[0]) & slot.masks[0])
+            | ((slot.words[1] ^ words[1]) & slot.masks[1])
+            | ((slot.words[2] ^ words[2]) & slot.masks[2]);
+        (differ == 0 && bytes.get(start + len) == Some(&b'"')).then_some(len)
     }
 
     /// The index of `key` among the names, if it is one.
