@@ -750,6 +750,35 @@ mod tests {
     }
 
     #[test]
+    fn plain_decimal_strings_agree_with_the_rules_on_random_text() {
+        let mut rng = fastrand::Rng::with_seed(11);
+        let alphabet = b"0123456789012345678901234567890123456789.-+e x/:";
+        let mut plain = 0;
+        for _ in 0..200_000 {
+            let text: String = (0..rng.usize(0..24))
+                .map(|_| alphabet[rng.usize(..alphabet.len())] as char)
+                .collect();
+            // Followed by as little of a frame as possible, and by plenty.
+            for tail in ["", "}", ",\"next\":\"0123456789012345678901234\"}"] {
+                let quoted = format!("\"{text}\"{tail}");
+                let mut c = Cursor::new(&quoted);
+                let expected = Dec::from_text(&text).ok();
+                let got = c.plain_decimal_string();
+                if let Some(value) = got {
+                    plain += 1;
+                    assert_eq!(Some(value), expected, "{text:?}");
+                    assert_eq!(c.pos, text.len() + 2, "{text:?}");
+                } else {
+                    assert_eq!(c.pos, 0);
+                }
+                assert_eq!(Cursor::new(&quoted).dec(), expected, "{text:?}");
+            }
+        }
+        // The one-pass reader took a good share (the rest went to the general one).
+        assert!(plain > 50_000, "{plain}");
+    }
+
+    #[test]
     fn plain_decimal_strings_read_as_the_rules_do() {
         for text in [
             "0",
