@@ -441,14 +441,48 @@ impl<'a> Cursor<'a> {
         self.scalar()?.text()
     }
 
+    /// An integer: a plain string of digits is read in the same pass that finds its end.
     #[inline(always)]
     pub(crate) fn int(&mut self) -> Option<Int> {
+        if self.peek()? == b'"' {
+            if let Some(value) = self.plain_integer_string() {
+                return Some(value);
+            }
+        }
         self.scalar()?.int()
     }
 
     #[inline(always)]
     pub(crate) fn millis(&mut self) -> Option<Millis> {
-        self.scalar()?.millis()
+        Millis::from_int(self.int()?)
+    }
+
+    /// `"digits"` (at most 18, so no `i64` overflow) or `""`; the cursor is on the opening
+    /// quote and moves past the closing one only on success. The value is the one
+    /// `Int::from_text` gives for the same text (which also reads signs, left to it).
+    #[inline(always)]
+    fn plain_integer_string(&mut self) -> Option<Int> {
+        let bytes = self.bytes;
+        let first = self.pos + 1;
+        let mut i = first;
+        let mut value: i64 = 0;
+        loop {
+            let b = *bytes.get(i)?;
+            let digit = b.wrapping_sub(b'0');
+            if digit < 10 {
+                value = value * 10 + digit as i64;
+                i += 1;
+                if i - first > 18 {
+                    return None;
+                }
+            } else if b == b'"' {
+                break;
+            } else {
+                return None;
+            }
+        }
+        self.pos = i + 1;
+        Some(Int((i > first).then_some(value)))
     }
 
     #[inline(always)]
@@ -776,6 +810,32 @@ mod tests {
         }
         // The one-pass reader took a good share (the rest went to the general one).
         assert!(plain > 50_000, "{plain}");
+    }
+
+    #[test]
+    fn plain_integer_strings_agree_with_the_rules() {
+        let mut rng = fastrand::Rng::with_seed(12);
+        let alphabet = b"01234567890123456789+- x.";
+        let mut plain = 0;
+        for _ in 0..100_000 {
+            let text: String = (0..rng.usize(0..22))
+                .map(|_| alphabet[rng.usize(..alphabet.len())] as char)
+                .collect();
+            for tail in ["", "}"] {
+                let quoted = format!("\"{text}\"{tail}");
+                let expected = Int::from_text(&text);
+                let mut c = Cursor::new(&quoted);
+                if let Some(value) = c.plain_integer_string() {
+                    plain += 1;
+                    assert_eq!(Some(value), expected, "{text:?}");
+                    assert_eq!(c.pos, text.len() + 2, "{text:?}");
+                } else {
+                    assert_eq!(c.pos, 0);
+                }
+                assert_eq!(Cursor::new(&quoted).int(), expected, "{text:?}");
+            }
+        }
+        assert!(plain > 10_000, "{plain}");
     }
 
     #[test]
