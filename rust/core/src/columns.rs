@@ -17,14 +17,6 @@ pub trait ColumnKind {
     type Builder: arrow_array::builder::ArrayBuilder;
     fn data_type() -> DataType;
     fn builder(capacity: usize) -> Self::Builder;
-    /// A builder for `rows` rows and, for variable-width kinds, `bytes` bytes of values.
-    fn builder_sized(rows: usize, _bytes: usize) -> Self::Builder {
-        Self::builder(rows)
-    }
-    /// The bytes of values `builder` holds (variable-width kinds; 0 for the others).
-    fn value_bytes(_builder: &Self::Builder) -> usize {
-        0
-    }
 }
 
 /// UTF-8 text.
@@ -50,12 +42,6 @@ impl ColumnKind for Utf8 {
     fn builder(capacity: usize) -> StringBuilder {
         StringBuilder::with_capacity(capacity, capacity * 8)
     }
-    fn builder_sized(rows: usize, bytes: usize) -> StringBuilder {
-        StringBuilder::with_capacity(rows, bytes)
-    }
-    fn value_bytes(builder: &StringBuilder) -> usize {
-        builder.values_slice().len()
-    }
 }
 
 impl ColumnKind for Bytes {
@@ -65,12 +51,6 @@ impl ColumnKind for Bytes {
     }
     fn builder(capacity: usize) -> BinaryBuilder {
         BinaryBuilder::with_capacity(capacity, capacity * 64)
-    }
-    fn builder_sized(rows: usize, bytes: usize) -> BinaryBuilder {
-        BinaryBuilder::with_capacity(rows, bytes)
-    }
-    fn value_bytes(builder: &BinaryBuilder) -> usize {
-        builder.values_slice().len()
     }
 }
 
@@ -148,9 +128,6 @@ macro_rules! table {
         $(#[$meta])*
         pub struct $name {
             $( $(#[$cmeta])* pub $col: <$crate::columns::$kind as $crate::columns::ColumnKind>::Builder, )*
-            /// After a cut: the rows, and each column's value bytes, of the batch cut, which
-            /// the builders are sized for again at the next row (see `finish`).
-            resize: Option<(usize, Vec<usize>)>,
         }
 
         impl $name {
@@ -177,22 +154,7 @@ macro_rules! table {
 
             pub fn with_capacity(capacity: usize) -> Self {
                 use $crate::columns::ColumnKind;
-                Self { $( $col: $crate::columns::$kind::builder(capacity), )* resize: None }
-            }
-
-            /// Sizes the builders for a batch like the last one cut, if this is the first row
-            /// since. Done here rather than in `finish`, so that the batch just cut is usually
-            /// released first and its memory is reused rather than freshly mapped.
-            #[inline]
-            pub fn prepare(&mut self) {
-                if let Some((rows, bytes)) = self.resize.take() {
-                    use $crate::columns::ColumnKind;
-                    let mut bytes = bytes.into_iter();
-                    $( self.$col = $crate::columns::$kind::builder_sized(
-                        rows,
-                        bytes.next().unwrap_or_default(),
-                    ); )*
-                }
+                Self { $( $col: $crate::columns::$kind::builder(capacity), )* }
             }
 
             /// Rows appended since the last cut.
@@ -205,19 +167,9 @@ macro_rules! table {
                 self.len() == 0
             }
 
-            /// Turns the rows so far into a batch and leaves the builders empty (and without
-            /// capacity: `prepare` sizes them again at the next row, so a steady stream does
-            /// not regrow them from nothing batch after batch).
+            /// Turns the rows so far into a batch and leaves the builders empty.
             pub fn finish(&mut self) -> arrow_array::RecordBatch {
                 use arrow_array::builder::ArrayBuilder;
-                use $crate::columns::ColumnKind;
-                let rows = self.len();
-                if rows > 0 {
-                    self.resize = Some((
-                        rows,
-                        vec![$( $crate::columns::$kind::value_bytes(&self.$col) ),*],
-                    ));
-                }
                 let columns: Vec<arrow_array::ArrayRef> = vec![$( ArrayBuilder::finish(&mut self.$col) ),*];
                 arrow_array::RecordBatch::try_new(Self::schema(), columns)
                     .expect("every column is appended once per row")

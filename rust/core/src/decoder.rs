@@ -820,28 +820,6 @@ mod fast_path_tests {
         assert!(pair.check(PUSH.as_bytes()));
     }
 
-    #[test]
-    fn builders_are_sized_again_after_a_cut_and_batches_stay_the_same() {
-        let mut decoder = Decoder::default();
-        let mut batches = Vec::new();
-        for _ in 0..3 {
-            for _ in 0..3000 {
-                decoder.decode_frame(ACCOUNT, PUSH.as_bytes(), LOCAL_TS);
-            }
-            batches.push(decoder.cut(Table::PositionSnapshots));
-            // Without capacity until the next row, then sized like the batch just cut.
-            assert_eq!(decoder.positions.size.capacity(), 0);
-            decoder.decode_frame(ACCOUNT, PUSH.as_bytes(), LOCAL_TS);
-            assert!(decoder.positions.size.capacity() >= 3000);
-            let element = PUSH.rfind(']').unwrap() - PUSH.find("[{").unwrap() - 1;
-            assert_eq!(decoder.positions.raw_json.values_slice().len(), element);
-            decoder.cut(Table::PositionSnapshots);
-        }
-        assert_eq!(batches[0].num_rows(), 3000);
-        assert_eq!(batches[0], batches[1]);
-        assert_eq!(batches[1], batches[2]);
-    }
-
     /// Random edits of a push, most of them breaking it somewhere: the two paths never
     /// disagree and nothing panics.
     #[test]

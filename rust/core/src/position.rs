@@ -205,7 +205,6 @@ impl PositionColumns {
         provenance: &Provenance<'_>,
         raw_json: Option<&str>,
     ) -> Result<(), RowError> {
-        self.prepare();
         // Everything that can fail is checked before the first column is touched, so a
         // rejected element leaves no partial row behind.
         let category = element

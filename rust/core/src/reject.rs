@@ -32,7 +32,6 @@ pub struct Reject<'a> {
 
 impl RejectColumns {
     pub fn append(&mut self, reject: &Reject<'_>) {
-        self.prepare();
         self.account_id.append_value(reject.account_id);
         self.local_ts.append_value(reject.local_ts);
         self.source.append_value(reject.source.as_str());

@@ -127,7 +127,6 @@ impl WalletColumns {
         provenance: &Provenance<'_>,
         raw_json: Option<&str>,
     ) -> Result<usize, RowError> {
-        self.prepare();
         // Checked before any column is touched, so a rejected element leaves no partial rows.
         let account_type = element
             .account_type
