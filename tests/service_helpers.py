@@ -11,8 +11,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import duckdb
-
+from ingestor.sinks import open_reader
 from tests.engine_helpers import latest_state
 
 ENGINE = """
@@ -35,12 +34,14 @@ class Run:
     accounts: Path
     env: dict[str, str]
     secrets: list[str]
+    #: The store's kind: duckdb, parquet or ducklake.
+    sink: str = "duckdb"
     service: subprocess.Popen | None = None
     outputs: list[str] = field(default_factory=list)
 
     @property
     def store(self) -> Path:
-        return self.folder / "capture.duckdb"
+        return self.folder / {"duckdb": "capture.duckdb"}.get(self.sink, f"capture.{self.sink}")
 
     @property
     def truth_path(self) -> Path:
@@ -49,7 +50,7 @@ class Run:
     def start_service(self, *args: str) -> subprocess.Popen:
         self.service = subprocess.Popen(
             [sys.executable, "-m", "ingestor", "--accounts", str(self.accounts),
-             "--store", str(self.store), "--status", "log", *args],
+             "--sink", self.sink, "--store", str(self.store), "--status", "log", *args],
             env={**os.environ, **self.env}, cwd=self.folder,
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )  # fmt: skip
@@ -73,11 +74,11 @@ class Run:
         return json.loads(self.truth_path.read_text())
 
     def query(self, sql: str) -> list[tuple]:
-        with duckdb.connect(str(self.store), read_only=True) as con:
+        with open_reader(self.sink, self.store) as con:
             return con.execute(sql).fetchall()
 
     def latest(self) -> tuple[dict, dict]:
-        with duckdb.connect(str(self.store), read_only=True) as con:
+        with open_reader(self.sink, self.store) as con:
             return latest_state(con)
 
 
@@ -89,6 +90,7 @@ def start_sim(
     faults: tuple[str, ...] = (),
     flush_interval: float = 0.2,
     trade_rate: float = 2.0,
+    sink: str = "duckdb",
 ) -> Run:
     """The simulator on a free port, trading for `duration` s, then serving for a grace."""
     accounts_file = folder / "accounts.yaml"
@@ -111,4 +113,4 @@ def start_sim(
             env[name] = value
     # API keys are secrets too: neither may appear anywhere we write.
     secrets = [v for k, v in env.items() if k.endswith(("_API_SECRET", "_API_KEY"))]
-    return Run(folder, sim, accounts_file, env, secrets)
+    return Run(folder, sim, accounts_file, env, secrets, sink=sink)

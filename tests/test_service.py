@@ -23,8 +23,9 @@ FAULTS = (
 )  # fmt: skip
 
 
-def test_capture_with_faults_equals_the_truth(tmp_path):
-    run = start_sim(tmp_path, accounts=20, seed=21, duration=4, faults=FAULTS)
+@pytest.mark.parametrize("sink", ["duckdb"])
+def test_capture_with_faults_equals_the_truth(tmp_path, sink):
+    run = start_sim(tmp_path, accounts=20, seed=21, duration=4, faults=FAULTS, sink=sink)
     run.start_service("--duration", "8")
     assert run.wait_service() == 0, run.outputs[-1]
     truth = run.finish_sim()

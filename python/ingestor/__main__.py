@@ -53,7 +53,12 @@ def query_parser() -> argparse.ArgumentParser:
         prog="python -m ingestor query", description="Print a query's answer as a table."
     )
     parser.add_argument("query", help=f"{', '.join(NAMED_QUERIES)} or any SQL")
-    parser.add_argument("--store", required=True, type=Path, help="the DuckDB file")
+    parser.add_argument(
+        "--store", required=True, type=Path, help="the store: DuckDB file, Parquet root or lake"
+    )
+    parser.add_argument(
+        "--sink", choices=config.SINK_KINDS, default="duckdb", help="the kind of store"
+    )
     parser.add_argument("--limit", type=int, default=1000, help="rows shown at most")
     return parser
 
@@ -62,6 +67,7 @@ def run_query(argv: list[str]) -> int:
     import duckdb
 
     from ingestor.queries import NAMED_QUERIES
+    from ingestor.sinks import open_reader
 
     args = query_parser().parse_args(argv)
     if not args.store.exists():
@@ -69,7 +75,7 @@ def run_query(argv: list[str]) -> int:
         return 2
     sql = NAMED_QUERIES.get(args.query, args.query)
     try:
-        with duckdb.connect(str(args.store), read_only=True) as con:
+        with open_reader(args.sink, args.store) as con:
             relation = con.sql(sql)
             if relation is None:
                 return 0

@@ -13,11 +13,11 @@ import zlib
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
+from ingestor import sinks
 from ingestor.config import Account, Settings
 from ingestor.service import collector, writer
 from ingestor.service.messages import BATCH, COLLECTOR_STATS, DONE, END, WRITER_STATS
 from ingestor.service.status import Status
-from ingestor.sinks.duckdb_store import DuckDBStore
 
 log = logging.getLogger("ingestor.supervisor")
 
@@ -31,9 +31,7 @@ WRITER_DRAIN_S = 120.0
 
 def open_positions(settings: Settings) -> dict[str, list[tuple[str, str, int]]]:
     """Positions the store saw open, for a (re)started collector's first resync."""
-    if settings.sink.kind != "duckdb":
-        return {}
-    return DuckDBStore(settings.sink.path).open_positions()
+    return sinks.open_positions(settings.sink.kind, settings.sink.path)
 
 
 def shard_of(account_id: str, shards: int) -> int:

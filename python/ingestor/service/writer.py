@@ -13,19 +13,9 @@ import pyarrow as pa
 
 from ingestor.config import Settings
 from ingestor.service.messages import BATCH, DONE, END, WRITER_STATS, from_ipc
-from ingestor.sinks import Store
-from ingestor.sinks.duckdb_store import DuckDBStore
+from ingestor.sinks import Store, open_store
 
 log = logging.getLogger("ingestor.writer")
-
-
-def open_store(settings: Settings) -> Store:
-    kind, path = settings.sink.kind, settings.sink.path
-    if kind == "duckdb":
-        return DuckDBStore(path)
-    raise NotImplementedError(
-        f"the {kind} store is not built yet (see the Parquet and DuckLake issue); use duckdb"
-    )
 
 
 class Writer:
@@ -74,7 +64,7 @@ def run(settings: Settings, batches: Any, stats: Any) -> None:
     """Commits batches until the supervisor sends END; then commits the rest and returns."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    store = open_store(settings)
+    store = open_store(settings.sink.kind, settings.sink.path)
     store.create()
     writer = Writer(settings, store)
     ended = False

@@ -3,10 +3,17 @@ commits them as one unit per flush."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
-from typing import Protocol
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
 
 import pyarrow as pa
+
+if TYPE_CHECKING:
+    import duckdb
+
+log = logging.getLogger(__name__)
 
 Batches = Sequence[tuple[str, pa.RecordBatch]]
 
@@ -32,3 +39,46 @@ def group_by_table(batches: Batches) -> dict[str, pa.Table]:
         if batch.num_rows:
             grouped.setdefault(name, []).append(batch)
     return {name: pa.Table.from_batches(parts) for name, parts in grouped.items()}
+
+
+def open_store(kind: str, path: str | Path) -> Store:
+    """The store a writer process commits to."""
+    if kind == "duckdb":
+        from ingestor.sinks.duckdb_store import DuckDBStore
+
+        return DuckDBStore(path)
+    raise NotImplementedError(
+        f"the {kind} store is not built yet (see the Parquet and DuckLake issue); use duckdb"
+    )
+
+
+def open_reader(kind: str, path: str | Path) -> duckdb.DuckDBPyConnection:
+    """A read-only DuckDB connection in which the store's tables and views (`latest_positions`,
+    `positions_asof`, ...) answer, whatever the kind of store."""
+    import duckdb
+
+    if kind == "duckdb":
+        return duckdb.connect(str(path), read_only=True)
+    raise NotImplementedError(f"the {kind} store is not built yet")
+
+
+def open_positions(kind: str, path: str | Path) -> dict[str, list[tuple[str, str, int]]]:
+    """{account: [(category, symbol, position_idx)]} last seen open in the store, for a
+    (re)started collector's first resync; empty when the store is new or cannot be read now
+    (the resync then falls back to the exchange's listing alone)."""
+    import duckdb
+
+    from ingestor import queries
+
+    if not Path(path).exists():
+        return {}
+    try:
+        with open_reader(kind, path) as con:
+            rows = con.execute(queries.OPEN_POSITIONS).fetchall()
+    except (duckdb.Error, NotImplementedError) as e:
+        log.warning("could not read open positions from %s: %s", path, e)
+        return {}
+    found: dict[str, list[tuple[str, str, int]]] = {}
+    for account, category, symbol, idx in rows:
+        found.setdefault(account, []).append((category, symbol, idx))
+    return found

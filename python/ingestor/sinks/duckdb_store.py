@@ -40,22 +40,6 @@ class DuckDBStore:
         self.spool = Spool(Path(spool_dir) if spool_dir else self.path.with_suffix(".spool"))
         self._busy_since_warning = False
 
-    def open_positions(self) -> dict[str, list[tuple[str, str, int]]]:
-        """{account: [(category, symbol, position_idx)]} last seen open; empty if the file is
-        new or busy (the resync then falls back to the exchange's listing alone)."""
-        if not self.path.exists():
-            return {}
-        try:
-            with duckdb.connect(str(self.path), read_only=True) as con:
-                rows = con.execute(queries.OPEN_POSITIONS).fetchall()
-        except duckdb.Error as e:
-            log.warning("could not read open positions from %s: %s", self.path, e)
-            return {}
-        found: dict[str, list[tuple[str, str, int]]] = {}
-        for account, category, symbol, idx in rows:
-            found.setdefault(account, []).append((category, symbol, idx))
-        return found
-
     def create(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with open_connection(self.path) as con:
