@@ -59,6 +59,11 @@ def parser() -> argparse.ArgumentParser:
     )
     ap.add_argument("--firehose-frames", type=int, help="frames per connection in firehose mode")
     ap.add_argument(
+        "--firehose-rate",
+        type=float,
+        help="firehose messages per second per connection (default: as fast as clients read)",
+    )
+    ap.add_argument(
         "--log-level", default="WARNING", help="logging level (INFO shows connections and faults)"
     )
     faults = ap.add_argument_group("faults (for --fault-accounts, default all)")
@@ -133,6 +138,7 @@ async def run(args: argparse.Namespace) -> int:
         faults=fault_config(args),
         firehose=args.firehose,
         firehose_frames=args.firehose_frames,
+        firehose_rate=args.firehose_rate,
     )
     signalled = asyncio.Event()
     loop = asyncio.get_running_loop()

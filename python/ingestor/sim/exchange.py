@@ -60,6 +60,7 @@ class Exchange:
         market: bool = True,
         firehose: bool = False,
         firehose_frames: int | None = None,
+        firehose_rate: float | None = None,
     ) -> None:
         """Configure a run; nothing listens until `start()`.
 
@@ -72,6 +73,7 @@ class Exchange:
         faults: one FaultConfig or several (first match per account).
         market: False leaves the clock off; drive it with `advance()`.
         firehose: serve pre-encoded pushes as fast as clients read instead of a market.
+        firehose_rate: firehose messages per second per connection instead (None: no pacing).
         """
         if host != "127.0.0.1":
             raise ValueError("the simulator only binds to 127.0.0.1")
@@ -85,7 +87,7 @@ class Exchange:
         )
         self.market = Market(self._accounts, seed, trade_probability=min(1.0, trade_rate * tick))
         self._faults = FaultBook(normalise(faults), seed)
-        self._firehose = Firehose(self.market, firehose_frames) if firehose else None
+        self._firehose = Firehose(self.market, firehose_frames, firehose_rate) if firehose else None
         self._server = Server(
             self.market,
             self._faults,
