@@ -55,6 +55,8 @@ class CollectorHandle:
         self.stop: Any = None
         self.done = False
         self.restarts = 0
+        #: When the collector last sent anything: a drain waits while it makes progress.
+        self.last_heard = time.monotonic()
 
 
 class Supervisor:
@@ -148,11 +150,20 @@ class Supervisor:
             self.status.refresh()
             if drain_started is not None:
                 live = [h for h in handles if h.process.is_alive() or (h.pipe and not h.done)]
-                late = time.monotonic() - drain_started > COLLECTOR_DRAIN_S
-                if not live or late:
-                    for h in live:
-                        log.error("collector %d did not drain in time; stopping it", h.worker)
-                        h.process.kill()
+                # A collector still handing over batches (a slow store holds the queue) is
+                # waited for; only one silent for COLLECTOR_DRAIN_S is stopped.
+                now = time.monotonic()
+                stuck = [
+                    h for h in live if now - max(drain_started, h.last_heard) > COLLECTOR_DRAIN_S
+                ]
+                for h in stuck:
+                    log.error(
+                        "collector %d sent nothing for %.0f s while draining; stopping it",
+                        h.worker,
+                        COLLECTOR_DRAIN_S,
+                    )
+                    h.process.kill()
+                if not live or len(stuck) == len(live):
                     break
         self._put(to_writer, (END,))
         deadline = time.monotonic() + WRITER_DRAIN_S
@@ -184,6 +195,7 @@ class Supervisor:
             except (EOFError, OSError):
                 handle.pipe = None  # the collector is gone; `_watch` restarts it
                 continue
+            handle.last_heard = time.monotonic()
             kind = message[0]
             if kind == BATCH:
                 self._put(to_writer, message)
