@@ -12,9 +12,12 @@ from collections.abc import Iterator
 
 import pyarrow as pa
 import pytest
+from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from ingestor.config import Account, Secret, Settings
 from ingestor.service import meter
+from ingestor.service.metrics import Telemetry, _ServiceCollector
 from tests.engine_helpers import wait_until
 from tests.service_helpers import Run, start_sim
 
@@ -287,3 +290,38 @@ def test_the_meter_counts_each_push_once_and_follows_gaps_like_the_gaps_view():
     assert totals.gaps == {"a": 1} and totals.gap_open == {"a": False}
     assert sum(totals.rows.values()) == 9 and totals.flushes == 1
     assert m.take() is None, "at most once a second unless forced"
+
+
+def test_counters_survive_a_collector_restart_and_readyz_scrubs_the_key():
+    key, secret = "KEY1234567890", "SECRET1234567890"
+    accounts = tuple(
+        Account(i, "url", "ws://x", "http://x", Secret(key), Secret(secret)) for i in ("a", "b")
+    )
+    telemetry = Telemetry(Settings(accounts=accounts))
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_ServiceCollector(telemetry))
+
+    def stats(account: str, state: str, n: int, error: str | None = None) -> dict:
+        counters = dict.fromkeys(("frames", "rows", "rejects", "reconnects", "resyncs"), n)
+        return {"account_id": account, "state": state, "last_message_us": None,
+                "last_error": error, **counters}  # fmt: skip
+
+    telemetry.phase("capturing")
+    telemetry.collector(0, [stats("a", "live", 5)], 0, 0)
+    telemetry.collector(1, [stats("b", "backoff", 2, f"10004 origin {key}")], 0, 0)
+    readiness = telemetry.readiness()
+    assert not readiness.ready and readiness.waiting == {"b": "backoff: 10004 origin ***"}
+    telemetry.restarted(0)
+    assert Scrape(generate_latest(registry).decode()).of("ingestor_frames_total", account="a") == 5
+    telemetry.collector(0, [stats("a", "live", 1)], 0, 0)
+    telemetry.collector(1, [stats("b", "failing", 2, "auth failed: Request not authorized")], 0, 0)
+    text = generate_latest(registry).decode()
+    scraped = Scrape(text)
+    assert scraped.of("ingestor_frames_total", account="a") == 6, "5 before the restart, 1 after"
+    assert scraped.of("ingestor_collector_restarts_total") == 1
+    assert scraped.of("ingestor_ready") == 1.0
+    assert telemetry.readiness().body() == (
+        "ready: 1 live, 1 explained\n"
+        "b refused by the exchange: auth failed: Request not authorized\n"
+    )
+    assert_no_secret([text, readiness.body()], [key, secret])

@@ -114,9 +114,12 @@ class Supervisor:
         server = None
         try:
             if self.settings.metrics_port is not None:
-                server = Server(
-                    self.telemetry, self.settings.metrics_host, self.settings.metrics_port
-                )
+                host, port = self.settings.metrics_host, self.settings.metrics_port
+                try:
+                    server = Server(self.telemetry, host, port)
+                except OSError as e:
+                    log.error("cannot serve metrics on %s:%d: %s", host, port, e.strerror or e)
+                    return 2
                 server.start()
             return self._run()
         finally:
