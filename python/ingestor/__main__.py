@@ -1,6 +1,7 @@
 """`python -m ingestor`: capture (the default), or `query` a store.
 
 python -m ingestor --accounts accounts.yaml [--sink duckdb] [--store PATH] [--duration S]
+                   [--metrics-port N] [--no-check]
 python -m ingestor query latest-positions|latest-wallets|gaps|"SQL" --store PATH
 python -m ingestor check --accounts accounts.yaml   (pre-flight: auth and key rights)
 """
@@ -41,6 +42,15 @@ def capture_parser() -> argparse.ArgumentParser:
         choices=("auto", "table", "log"),
         default="auto",
         help="a live table on a terminal (auto), or a log line every 10 s",
+    )
+    parser.add_argument(
+        "--metrics-port", type=int, help="serve /metrics, /healthz, /readyz on this port (0: any)"
+    )
+    parser.add_argument("--metrics-host", help="address the metrics server binds (127.0.0.1)")
+    parser.add_argument(
+        "--no-check",
+        action="store_true",
+        help="capture without checking every account's key first",
     )
     parser.add_argument("--log-level", default="info")
     return parser
@@ -91,10 +101,20 @@ def run_capture(argv: list[str]) -> int:
     from ingestor.service.supervisor import Supervisor
 
     args = capture_parser().parse_args(argv)
+    if args.metrics_port is not None and not 0 <= args.metrics_port <= 65535:
+        print("error: --metrics-port must be a TCP port (0-65535)", file=sys.stderr)
+        return 2
     try:
         settings = config.load(
             args.accounts,
-            overrides={"sink": args.sink, "store": args.store, "workers": args.workers},
+            overrides={
+                "sink": args.sink,
+                "store": args.store,
+                "workers": args.workers,
+                "metrics_port": args.metrics_port,
+                "metrics_host": args.metrics_host,
+                "start_check": False if args.no_check else None,
+            },
         )
     except config.ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
@@ -103,8 +123,11 @@ def run_capture(argv: list[str]) -> int:
     live = args.status == "table" or (args.status == "auto" and sys.stdout.isatty())
     from ingestor.service.simulator import simulated
 
+    # The simulator the service starts issues these accounts' keys: nothing to check.
+    own = frozenset(a.id for a in settings.accounts if a.simulated and a.ws_url is None)
     with simulated(settings) as ready:
-        return Supervisor(ready, duration=args.duration, status=Status(ready, live=live)).run()
+        status = Status(ready, live=live)
+        return Supervisor(ready, duration=args.duration, status=status, unchecked=own).run()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -64,6 +64,8 @@ class AccountCheck:
     permissions: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     #: Days until the key expires (None: no expiry known).
     days_left: float | None = None
+    #: Refused for want of an answer (network, timeout, exchange-side error), not for the key.
+    transient: bool = False
 
     @property
     def ok(self) -> bool:
@@ -72,7 +74,16 @@ class AccountCheck:
 
 
 class CheckFailed(Exception):
-    """A step of the check failed; the message is scrubbed of the key and the secret."""
+    """A step of the check failed; the message is scrubbed of the key and the secret.
+    `transient`: no answer on the key itself (network, timeout, exchange-side error)."""
+
+    def __init__(self, message: str, *, transient: bool = False) -> None:
+        super().__init__(message)
+        self.transient = transient
+
+
+#: Bybit retCodes that say nothing about the key: server timeout, rate limit, server error.
+TRANSIENT_CODES = frozenset({10000, 10006, 10016})
 
 
 def _now_ms() -> int:
@@ -131,7 +142,8 @@ async def ws_authenticate(session: aiohttp.ClientSession, account: config.Accoun
                 message = await ws.receive()
                 if message.type != aiohttp.WSMsgType.TEXT:
                     raise CheckFailed(
-                        f"WebSocket closed before the auth answer ({message.type.name.lower()})"
+                        f"WebSocket closed before the auth answer ({message.type.name.lower()})",
+                        transient=True,
                     )
                 try:
                     answer = json.loads(message.data)
@@ -141,9 +153,13 @@ async def ws_authenticate(session: aiohttp.ClientSession, account: config.Accoun
                     break
     except aiohttp.WSServerHandshakeError as e:
         message = _scrub(f"HTTP {e.status} {e.message}", account)
-        raise CheckFailed(f"WebSocket handshake refused: {message}") from None
+        raise CheckFailed(
+            f"WebSocket handshake refused: {message}", transient=e.status >= 500
+        ) from None
     except (aiohttp.ClientError, OSError) as e:
-        raise CheckFailed(f"WebSocket connect failed: {_scrub(_describe(e), account)}") from None
+        raise CheckFailed(
+            f"WebSocket connect failed: {_scrub(_describe(e), account)}", transient=True
+        ) from None
     if answer.get("success") is not True:
         message = _scrub(str(answer.get("ret_msg") or "no reason given"), account)
         raise CheckFailed(f"auth failed: {message}")
@@ -162,18 +178,23 @@ async def query_api_key_info(
             body = await response.text()
             status = response.status
     except (aiohttp.ClientError, OSError) as e:
-        raise CheckFailed(f"query-api request failed: {_scrub(_describe(e), account)}") from None
+        raise CheckFailed(
+            f"query-api request failed: {_scrub(_describe(e), account)}", transient=True
+        ) from None
     try:
         answer = json.loads(body)
     except ValueError:
         answer = None
     if not isinstance(answer, dict):
         raise CheckFailed(
-            f"query-api: HTTP {status}, not a Bybit answer: {_scrub(body[:120], account)}"
+            f"query-api: HTTP {status}, not a Bybit answer: {_scrub(body[:120], account)}",
+            transient=True,
         )
     code, message = answer.get("retCode"), _scrub(str(answer.get("retMsg", "")), account)
     if code != 0:
-        raise CheckFailed(f"query-api refused: retCode {code}: {message}")
+        raise CheckFailed(
+            f"query-api refused: retCode {code}: {message}", transient=code in TRANSIENT_CODES
+        )
     result = answer.get("result")
     if not isinstance(result, dict):
         raise CheckFailed("query-api: the answer has no result")
@@ -255,20 +276,25 @@ async def check_account(
     allow_trading_keys: bool = False,
     warn_days: float = DEFAULT_WARN_DAYS,
     timeout: float = DEFAULT_TIMEOUT,
+    websocket: bool = True,
 ) -> AccountCheck:
-    """Auth over WebSocket, then read the key's rights over REST, within `timeout` seconds."""
+    """Auth over WebSocket, then read the key's rights over REST, within `timeout` seconds.
+    Without `websocket`, the signed REST request alone proves the key and secret."""
     if account.simulated and account.ws_url is None:
         return AccountCheck(account.id, SKIPPED, SIM_SKIP_REASON)
     step = "WebSocket auth"
     try:
         async with asyncio.timeout(timeout):
-            await ws_authenticate(session, account)
+            if websocket:
+                await ws_authenticate(session, account)
             step = "query-api"
             info = await query_api_key_info(session, account)
     except CheckFailed as e:
-        return AccountCheck(account.id, REFUSED, str(e))
+        return AccountCheck(account.id, REFUSED, str(e), transient=e.transient)
     except TimeoutError:
-        return AccountCheck(account.id, REFUSED, f"{step}: no answer within {timeout:g} s")
+        return AccountCheck(
+            account.id, REFUSED, f"{step}: no answer within {timeout:g} s", transient=True
+        )
     return judge(account.id, info, allow_trading_keys=allow_trading_keys, warn_days=warn_days)
 
 
@@ -278,8 +304,11 @@ async def check_accounts(
     warn_days: float = DEFAULT_WARN_DAYS,
     timeout: float = DEFAULT_TIMEOUT,
     concurrency: int = DEFAULT_CONCURRENCY,
+    websocket: bool = True,
+    skip: frozenset[str] = frozenset(),
 ) -> list[AccountCheck]:
-    """Every account's verdict, in the file's order, at most `concurrency` at a time."""
+    """Every account's verdict, in the file's order, at most `concurrency` at a time.
+    `skip`: accounts of the simulator the service itself started (skipped like sim ones)."""
     limit = asyncio.Semaphore(max(1, concurrency))
     connector = aiohttp.TCPConnector(limit=max(1, concurrency))
     client_timeout = aiohttp.ClientTimeout(total=None, sock_connect=timeout)
@@ -287,6 +316,8 @@ async def check_accounts(
     async with aiohttp.ClientSession(connector=connector, timeout=client_timeout) as session:
 
         async def one(account: config.Account) -> AccountCheck:
+            if account.id in skip:
+                return AccountCheck(account.id, SKIPPED, SIM_SKIP_REASON)
             async with limit:
                 return await check_account(
                     session,
@@ -294,6 +325,7 @@ async def check_accounts(
                     allow_trading_keys=settings.allow_trading_keys,
                     warn_days=warn_days,
                     timeout=timeout,
+                    websocket=websocket,
                 )
 
         return list(await asyncio.gather(*(one(a) for a in settings.accounts)))

@@ -118,6 +118,10 @@ class Settings:
     workers: int = max(1, os.cpu_count() or 1)
     raw_json: bool = True
     metrics_port: int | None = None
+    #: Where the metrics server listens; loopback unless asked for (it is not authenticated).
+    metrics_host: str = "127.0.0.1"
+    #: The service checks every account's key (check.py) before it captures.
+    start_check: bool = True
     #: Connection engine tuning (ping_interval, backoff_cap, connect_budget, ...).
     engine: Mapping[str, float | int] = field(default_factory=dict)
     #: How the service runs the built-in simulator for `environment: sim` accounts.
@@ -135,6 +139,8 @@ ENV_OVERRIDES: dict[str, tuple[str, type]] = {
     "INGESTOR_WORKERS": ("workers", int),
     "INGESTOR_RAW_JSON": ("raw_json", bool),
     "INGESTOR_METRICS_PORT": ("metrics_port", int),
+    "INGESTOR_METRICS_HOST": ("metrics_host", str),
+    "INGESTOR_START_CHECK": ("start_check", bool),
 }
 
 

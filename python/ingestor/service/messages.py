@@ -13,7 +13,8 @@ END = "end"  # (END,): the supervisor says no collector will send again
 
 # Message kinds on the -> supervisor stats queue.
 COLLECTOR_STATS = "collector"  # (kind, worker, [account stats], connect queue, undelivered)
-WRITER_STATS = "writer"  # (kind, rows written, last flush seconds, spool files, queue lag)
+# (kind, rows written, last flush seconds, spool files, queue lag, meter.Readings or None)
+WRITER_STATS = "writer"
 
 
 def to_ipc(batch: pa.RecordBatch) -> bytes:

@@ -21,6 +21,8 @@ class Status:
         self.connect_queue: dict[int, int] = {}
         self.undelivered: dict[int, int] = {}
         self.restarts = 0
+        #: Accounts the start check refused (not captured) -> reason.
+        self.refused: dict[str, str] = {}
         self.rows_written = 0
         self.last_flush_s = 0.0
         self.spooled = 0
@@ -49,8 +51,11 @@ class Status:
 
     def totals(self) -> dict[str, Any]:
         every = [a for accounts in self.accounts.values() for a in accounts]
+        states = Counter(a["state"] for a in every)
+        if self.refused:
+            states["refused at start"] = len(self.refused)
         return {
-            "states": Counter(a["state"] for a in every),
+            "states": states,
             "frames": sum(a["frames"] for a in every),
             "rejects": sum(a["rejects"] for a in every),
             "reconnects": sum(a["reconnects"] for a in every),

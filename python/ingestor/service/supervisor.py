@@ -17,6 +17,8 @@ from ingestor import sinks
 from ingestor.config import Account, Settings
 from ingestor.service import collector, writer
 from ingestor.service.messages import BATCH, COLLECTOR_STATS, DONE, END, WRITER_STATS
+from ingestor.service.metrics import Server, Telemetry
+from ingestor.service.start_check import run_start_check
 from ingestor.service.status import Status
 
 log = logging.getLogger("ingestor.supervisor")
@@ -61,11 +63,19 @@ class CollectorHandle:
 
 class Supervisor:
     def __init__(
-        self, settings: Settings, *, duration: float | None = None, status: Status | None = None
+        self,
+        settings: Settings,
+        *,
+        duration: float | None = None,
+        status: Status | None = None,
+        unchecked: frozenset[str] = frozenset(),
     ) -> None:
         self.settings = settings
         self.duration = duration
         self.status = status or Status(settings, live=False)
+        #: Accounts the start check skips (the service's own simulator issued their keys).
+        self.unchecked = unchecked
+        self.telemetry = Telemetry(settings)
         # fork: secrets reach the children in memory, never pickled; no tokio runtime exists
         # in this process, so forking is safe.
         self.ctx = multiprocessing.get_context("fork")
@@ -81,6 +91,7 @@ class Supervisor:
                 "%s: draining: collectors hand over, the writer commits", signal.strsignal(signum)
             )
             self.stopping = True
+            self.telemetry.phase("draining")
 
     def _start_collector(self, handle: CollectorHandle) -> None:
         receive, send = self.ctx.Pipe(duplex=False)
@@ -102,14 +113,42 @@ class Supervisor:
 
     def run(self) -> int:
         previous = {s: signal.signal(s, self._signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        server = None
         try:
+            if self.settings.metrics_port is not None:
+                host, port = self.settings.metrics_host, self.settings.metrics_port
+                try:
+                    server = Server(self.telemetry, host, port)
+                except OSError as e:
+                    log.error("cannot serve metrics on %s:%d: %s", host, port, e.strerror or e)
+                    return 2
+                server.start()
             return self._run()
         finally:
+            if server is not None:
+                server.close()
             for s, handler in previous.items():
                 signal.signal(s, handler)
 
+    def _checked_accounts(self) -> tuple[Account, ...]:
+        """The accounts to capture: all, less those the start check refuses."""
+        settings = self.settings
+        if not settings.start_check:
+            return settings.accounts
+        self.telemetry.phase("checking")
+        refused = run_start_check(settings, self.unchecked)
+        self.telemetry.refused(refused)
+        self.status.refused = refused
+        return tuple(a for a in settings.accounts if a.id not in refused)
+
     def _run(self) -> int:
         settings = self.settings
+        accounts = self._checked_accounts()
+        if not accounts:
+            log.error("every account was refused by the start check: nothing to capture")
+            return 1
+        if not self.stopping:
+            self.telemetry.phase("capturing")
         to_writer = self.ctx.Queue(maxsize=WRITER_QUEUE_BATCHES)
         from_writer = self.ctx.Queue()
         writer_process = self.ctx.Process(
@@ -119,13 +158,13 @@ class Supervisor:
             daemon=True,
         )
         writer_process.start()
-        groups = shard(settings.accounts, max(1, min(settings.workers, len(settings.accounts))))
+        groups = shard(accounts, max(1, min(settings.workers, len(accounts))))
         handles = [CollectorHandle(i, group) for i, group in enumerate(groups)]
         for handle in handles:
             self._start_collector(handle)
         log.info(
             "capturing %d accounts with %d collectors into %s %s",
-            len(settings.accounts),
+            len(accounts),
             len(handles),
             settings.sink.kind,
             settings.sink.path,
@@ -140,6 +179,7 @@ class Supervisor:
                 if not self.stopping:
                     log.info("duration of %.0f s reached: draining", self.duration)
                 self.stopping = True
+                self.telemetry.phase("draining")
             if self.stopping and drain_started is None:
                 drain_started = time.monotonic()
                 for handle in handles:
@@ -201,6 +241,7 @@ class Supervisor:
                 self._put(to_writer, message)
             elif kind == COLLECTOR_STATS:
                 self.status.collector(message[1], message[2], message[3], message[4])
+                self.telemetry.collector(message[1], message[2], message[3], message[4])
             elif kind == DONE:
                 handle.done = True
 
@@ -211,7 +252,8 @@ class Supervisor:
             except queue.Empty:
                 return
             if message[0] == WRITER_STATS:
-                self.status.writer(*message[1:])
+                self.status.writer(*message[1:5])
+                self.telemetry.writer(*message[1:])
 
     def _watch(self, handles: list[CollectorHandle]) -> None:
         for handle in handles:
@@ -228,6 +270,7 @@ class Supervisor:
                 len(handle.accounts),
             )
             self.status.restarted(handle.worker)
+            self.telemetry.restarted(handle.worker)
             time.sleep(RESTART_DELAY_S)
             self._start_collector(handle)
 

@@ -13,6 +13,7 @@ import pyarrow as pa
 
 from ingestor.config import Settings
 from ingestor.service.messages import BATCH, DONE, END, WRITER_STATS, from_ipc
+from ingestor.service.meter import Meter
 from ingestor.sinks import Store, open_store
 
 log = logging.getLogger("ingestor.writer")
@@ -31,10 +32,12 @@ class Writer:
         self.written = 0
         self.last_flush_s = 0.0
         self.last_attempt = 0.0
+        self.meter = Meter()
 
     def add(self, table: str, batch: pa.RecordBatch) -> None:
         self.pending.append((table, batch))
         self.pending_rows += batch.num_rows
+        self.meter.batch(table, batch)
         if self.oldest is None:
             self.oldest = time.monotonic()
 
@@ -53,11 +56,20 @@ class Writer:
 
     def _flush(self, batches: list[tuple[str, pa.RecordBatch]]) -> None:
         started = self.last_attempt = time.monotonic()
-        self.written += self.store.write(batches)
+        committed = self.store.write(batches)
+        self.written += committed
         self.last_flush_s = time.monotonic() - started
+        self.meter.flushed(self.last_flush_s, committed)
 
-    def stats(self) -> tuple:
-        return (WRITER_STATS, self.written, self.last_flush_s, self.spooled(), self.pending_rows)
+    def stats(self, final: bool = False) -> tuple:
+        return (
+            WRITER_STATS,
+            self.written,
+            self.last_flush_s,
+            self.spooled(),
+            self.pending_rows,
+            self.meter.take(force=final),
+        )
 
 
 def run(settings: Settings, batches: Any, stats: Any) -> None:
@@ -84,5 +96,5 @@ def run(settings: Settings, batches: Any, stats: Any) -> None:
         writer.flush_if_due(force=ended)
         stats.put(writer.stats())
     store.close()
-    stats.put(writer.stats())
+    stats.put(writer.stats(final=True))
     log.info("writer closed: %d rows committed to %s", writer.written, settings.sink.path)
