@@ -231,7 +231,8 @@ def run_ingestor(folder: Path, accounts: int, args: argparse.Namespace, rate: fl
         sim.stop()
     result = Result("ingestor", accounts, cpu_seconds=cpu, rss_kib=rss)
     result.seconds = (end_ms - start_ms) / 1000
-    result.messages = messages_in(store, start_ms, end_ms, ["position_snapshots", "wallet_snapshots"])
+    tables = ["position_snapshots", "wallet_snapshots"]
+    result.messages = messages_in(store, start_ms, end_ms, tables)
     result.p50_ms, result.p99_ms = histogram_quantiles(metrics, "ingestor_commit_delay_seconds")
     return result
 
@@ -346,7 +347,10 @@ def machine() -> str:
         if line.startswith("model name"):
             cpu = line.split(":", 1)[1].strip()
             break
-    return f"{os.cpu_count()} cores ({cpu}), Linux {platform.release()}, Python {platform.python_version()}"
+    return (
+        f"{os.cpu_count()} cores ({cpu}), Linux {platform.release()}, "
+        f"Python {platform.python_version()}"
+    )
 
 
 def main() -> None:
@@ -357,7 +361,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=5.0)
     parser.add_argument("--flush-interval", type=float, default=1.0)
     parser.add_argument(
-        "--paced-total", type=float, default=5000.0, help="msgs/s of the latency phase, all accounts"
+        "--paced-total", type=float, default=5000.0, help="latency phase msgs/s, all accounts"
     )
     parser.add_argument("--out", type=Path, default=RESULTS / "e2e.md")
     args = parser.parse_args()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import signal
 import socket
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -155,6 +156,7 @@ def test_metrics_during_a_capture_with_dropped_connections(tmp_path, stop_at_end
         )
         assert last.of("ingestor_open_gaps", account=account) in (0.0, 1.0)
     assert last.of("ingestor_flush_duration_seconds_count") > 0
+    assert last.of("ingestor_commit_delay_seconds_count") > 0
     assert last.of("ingestor_rows_committed_total") > 0
     assert last.total("ingestor_accounts") == 4
     assert get(port, "/nope")[0] == 404
@@ -281,6 +283,9 @@ def test_the_meter_counts_each_push_once_and_follows_gaps_like_the_gaps_view():
     assert got.gaps == {"a": 1} and got.gap_open == {"a": True}
     assert flushed.flush.counts[meter.FLUSH_BUCKETS.index(0.025)] == 1
     assert flushed.committed == 8 and flushed.lag == {}
+    # Each push's creation→commit delay counts once, at the commit (these were created in 1970).
+    assert sum(got.commit_delay.counts) == 0
+    assert flushed.commit_delay.counts[-1] == sum(flushed.commit_delay.counts) == 3
     m.batch("connection_events", events.slice(4))
     closed = m.take(force=True)
     assert closed.gaps == {} and closed.gap_open == {"a": False}
@@ -290,6 +295,17 @@ def test_the_meter_counts_each_push_once_and_follows_gaps_like_the_gaps_view():
     assert totals.gaps == {"a": 1} and totals.gap_open == {"a": False}
     assert sum(totals.rows.values()) == 9 and totals.flushes == 1
     assert m.take() is None, "at most once a second unless forced"
+
+
+def test_spooled_pushes_count_their_commit_delay_when_the_spool_is_committed():
+    m = meter.Meter()
+    now_ms = round(time.time() * 1000)
+    m.batch("wallet_snapshots", _pushes([("a", "ws", "m1", now_ms, now_ms - 300)]))
+    m.flushed(0.01, committed=0)  # a reader held the file: spooled
+    assert sum(m.take(force=True).commit_delay.counts) == 0
+    m.flushed(0.01, committed=1)  # the spool drained
+    delay = m.take(force=True).commit_delay
+    assert sum(delay.counts) == 1 and 0.3 <= delay.total < 10
 
 
 def test_counters_survive_a_collector_restart_and_readyz_scrubs_the_key():

@@ -16,6 +16,11 @@ import pyarrow.compute as pc
 LAG_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
 #: Upper bounds (seconds) of the writer's flush duration buckets.
 FLUSH_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+#: Upper bounds (seconds) of the creation→commit delay buckets: fine around one flush interval,
+#: where most pushes land.
+COMMIT_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.1, 1.2,
+                  1.3, 1.5, 1.75, 2.0, 2.5, 3.0, 5.0, 10.0, 30.0)  # fmt: skip
+_COMMIT_BOUNDS_US = [round(b * 1_000_000) for b in COMMIT_BUCKETS]
 #: Tables whose rows are pushes with the envelope's `creationTime` (`creation_ts`).
 PUSH_TABLES = frozenset(
     {"position_snapshots", "wallet_snapshots", "execution_events", "order_events"}
@@ -56,6 +61,8 @@ class Readings:
     #: account -> gaps opened.
     gaps: Counter = field(default_factory=Counter)
     flush: Histogram = field(default_factory=lambda: Histogram.empty(FLUSH_BUCKETS))
+    #: Per push, the exchange's creationTime to the commit that stored it (the whole box).
+    commit_delay: Histogram = field(default_factory=lambda: Histogram.empty(COMMIT_BUCKETS))
     flushes: int = 0
     committed: int = 0
 
@@ -77,6 +84,8 @@ class Meter:
         self._subscribed: set[str] = set()
         self._open: set[str] = set()
         self._next_take = 0.0
+        #: creation_ts (µs) of each push waiting for a commit.
+        self._uncommitted: list[pa.Array] = []
 
     def batch(self, table: str, batch: pa.RecordBatch) -> None:
         """Measures a batch as it reaches the writer."""
@@ -103,7 +112,9 @@ class Meter:
             first = pa.concat_arrays([pa.array([True]), pc.invert(pc.fill_null(same, False))])
             ws = ws.filter(first)
         local = pc.cast(ws.column("local_ts"), pa.int64())
-        lag_us = pc.subtract(local, pc.cast(ws.column("creation_ts"), pa.int64()))
+        created = pc.cast(ws.column("creation_ts"), pa.int64())
+        self._uncommitted.append(created)
+        lag_us = pc.subtract(local, created)
         measured = pa.table(
             {
                 "account_id": ws.column("account_id"),
@@ -155,6 +166,21 @@ class Meter:
         self.readings.flush.total += seconds
         self.readings.flushes += 1
         self.readings.committed += committed
+        if committed and self._uncommitted:
+            # Spooled pushes (a reader held the file) wait here for the commit that drains them.
+            self._commit_delays(pa.chunked_array(self._uncommitted, pa.int64()))
+            self._uncommitted = []
+
+    def _commit_delays(self, created_us: pa.ChunkedArray) -> None:
+        delay_us = pc.subtract(round(time.time() * 1_000_000), created_us.combine_chunks())
+        delay_us = delay_us.filter(pc.is_valid(delay_us))
+        if not len(delay_us):
+            return
+        buckets = pc.value_counts(_bucket_index(delay_us, _COMMIT_BOUNDS_US))
+        histogram = self.readings.commit_delay
+        for item in buckets.to_pylist():
+            histogram.counts[item["values"]] += item["counts"]
+        histogram.total += pc.sum(delay_us).as_py() / 1_000_000
 
     def take(self, force: bool = False) -> Readings | None:
         """The changes since the last take, at most once a second (unless `force`)."""
@@ -176,6 +202,7 @@ class Totals:
     gap_open: dict[str, bool] = field(default_factory=dict)
     gaps: Counter = field(default_factory=Counter)
     flush: Histogram = field(default_factory=lambda: Histogram.empty(FLUSH_BUCKETS))
+    commit_delay: Histogram = field(default_factory=lambda: Histogram.empty(COMMIT_BUCKETS))
     flushes: int = 0
     committed: int = 0
 
@@ -189,5 +216,6 @@ class Totals:
         self.gap_open.update(readings.gap_open)
         self.gaps.update(readings.gaps)
         self.flush.add(readings.flush)
+        self.commit_delay.add(readings.commit_delay)
         self.flushes += readings.flushes
         self.committed += readings.committed

@@ -27,7 +27,14 @@ from prometheus_client.registry import Collector
 
 from ingestor import check
 from ingestor.config import Settings
-from ingestor.service.meter import FLUSH_BUCKETS, LAG_BUCKETS, Histogram, Readings, Totals
+from ingestor.service.meter import (
+    COMMIT_BUCKETS,
+    FLUSH_BUCKETS,
+    LAG_BUCKETS,
+    Histogram,
+    Readings,
+    Totals,
+)
 
 log = logging.getLogger("ingestor.metrics")
 
@@ -187,6 +194,9 @@ class Telemetry:
                 gap_open=dict(self._totals.gap_open),
                 gaps=Counter(self._totals.gaps),
                 flush=Histogram(list(self._totals.flush.counts), self._totals.flush.total),
+                commit_delay=Histogram(
+                    list(self._totals.commit_delay.counts), self._totals.commit_delay.total
+                ),
                 flushes=self._totals.flushes,
                 committed=self._totals.committed,
             )
@@ -343,6 +353,12 @@ def _writer_families(totals: Totals, now: float, accounts: list[str]) -> Iterato
     )
     flush.add_metric([], _buckets(FLUSH_BUCKETS, totals.flush), totals.flush.total)
     yield flush
+    delay = HistogramMetricFamily(
+        "ingestor_commit_delay_seconds",
+        "Per push: the exchange's creationTime to the commit that stored it.",
+    )
+    delay.add_metric([], _buckets(COMMIT_BUCKETS, totals.commit_delay), totals.commit_delay.total)
+    yield delay
 
 
 class _ServiceCollector(Collector):
