@@ -222,7 +222,7 @@ def run_ingestor(folder: Path, accounts: int, args: argparse.Namespace, rate: fl
                 metrics = r.read().decode()
         except OSError as e:
             print(f"  (no metrics: {e})", file=sys.stderr)
-        _, err = service.communicate(timeout=120)
+        _, err = service.communicate(timeout=600)
         if service.returncode != 0:
             raise RuntimeError(f"ingestor exited {service.returncode}: {err[-2000:]}")
     finally:

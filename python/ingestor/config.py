@@ -114,7 +114,9 @@ class Settings:
     sink: Sink = field(default_factory=Sink)
     batch_size: int = 10_000
     flush_interval: float = 1.0
-    max_pending_rows: int = 1_000_000
+    #: Per collector. Rows are ~1-3 KiB with raw_json, so this bounds memory and the time a
+    #: drain takes behind a slow store, while still riding out a long flush.
+    max_pending_rows: int = 100_000
     workers: int = max(1, os.cpu_count() or 1)
     raw_json: bool = True
     metrics_port: int | None = None

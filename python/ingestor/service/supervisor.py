@@ -25,7 +25,7 @@ log = logging.getLogger("ingestor.supervisor")
 
 #: Batches waiting for the writer, at most; past this the supervisor stops reading the
 #: collectors' pipes, they stop taking batches, and their engines stop reading sockets.
-WRITER_QUEUE_BATCHES = 64
+WRITER_QUEUE_BATCHES = 16
 RESTART_DELAY_S = 1.0
 COLLECTOR_DRAIN_S = 30.0
 WRITER_DRAIN_S = 120.0

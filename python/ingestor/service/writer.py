@@ -20,15 +20,13 @@ log = logging.getLogger("ingestor.writer")
 
 
 class Writer:
-    """Gathers batches and commits them when the oldest has waited `flush_interval` or when
-    `batch_size` rows are waiting."""
+    """Commits the batches that arrived since the last commit, all in one transaction."""
 
     def __init__(self, settings: Settings, store: Store) -> None:
         self.settings = settings
         self.store = store
         self.pending: list[tuple[str, pa.RecordBatch]] = []
         self.pending_rows = 0
-        self.oldest: float | None = None
         self.written = 0
         self.last_flush_s = 0.0
         self.last_attempt = 0.0
@@ -38,19 +36,18 @@ class Writer:
         self.pending.append((table, batch))
         self.pending_rows += batch.num_rows
         self.meter.batch(table, batch)
-        if self.oldest is None:
-            self.oldest = time.monotonic()
 
     def spooled(self) -> int:
         return len(getattr(self.store, "spool", ()))
 
-    def flush_if_due(self, force: bool = False) -> None:
+    def flush(self, final: bool = False) -> None:
+        """Commits everything pending at once (a group commit: the collectors already held
+        each batch for up to flush_interval, so waiting here would double the delay)."""
         now = time.monotonic()
-        due = self.oldest is not None and now - self.oldest >= self.settings.flush_interval
-        if self.pending and (force or due or self.pending_rows >= self.settings.batch_size):
+        if self.pending:
             self._flush(self.pending)
-            self.pending, self.pending_rows, self.oldest = [], 0, None
-        elif self.spooled() and (force or now - self.last_attempt >= self.settings.flush_interval):
+            self.pending, self.pending_rows = [], 0
+        elif self.spooled() and (final or now - self.last_attempt >= self.settings.flush_interval):
             # A reader held the file: try the spool again now and then.
             self._flush([])
 
@@ -72,6 +69,18 @@ class Writer:
         )
 
 
+def handle(writer: Writer, message: tuple) -> bool:
+    """Takes one message from the supervisor; True when it is the end."""
+    kind = message[0]
+    if kind == BATCH:
+        writer.add(message[2], from_ipc(message[3]))
+    elif kind == END:
+        return True
+    elif kind != DONE:
+        log.error("unknown message %r ignored", kind)
+    return False
+
+
 def run(settings: Settings, batches: Any, stats: Any) -> None:
     """Commits batches until the supervisor sends END; then commits the rest and returns."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -85,15 +94,14 @@ def run(settings: Settings, batches: Any, stats: Any) -> None:
             message = batches.get(timeout=min(0.2, settings.flush_interval))
         except queue.Empty:
             message = None
-        if message is not None:
-            kind = message[0]
-            if kind == BATCH:
-                writer.add(message[2], from_ipc(message[3]))
-            elif kind == END:
-                ended = True
-            elif kind != DONE:
-                log.error("unknown message %r ignored", kind)
-        writer.flush_if_due(force=ended)
+        # Everything already queued goes into the next commit.
+        while message is not None and not ended:
+            ended = handle(writer, message)
+            try:
+                message = batches.get_nowait()
+            except queue.Empty:
+                message = None
+        writer.flush(final=ended)
         stats.put(writer.stats())
     store.close()
     stats.put(writer.stats(final=True))
