@@ -57,7 +57,7 @@ INPUTS_KEY = b"ingestor.inputs"
 LOCK = ".compact.lock"
 COMPACTOR_PREFIX = "compact_"
 DEFAULT_TARGET_MB = 128
-DEFAULT_GRACE_S = 30.0
+DEFAULT_GRACE_S = 60.0
 
 
 class CompactionBusy(Exception):
@@ -116,26 +116,56 @@ def retire(directory: Path, grace: float) -> int:
         removed += len(doomed)
 
 
-def groups(directory: Path, target_bytes: int) -> list[list[Path]]:
-    """Runs of consecutive small files, each run about `target_bytes` at most, of 2+ files.
-    Files some published file lists are not candidates: their rows are merged already."""
+def data_bytes(path: Path) -> int:
+    """The file's compressed column data: what a merged file is made of (a small file is
+    mostly footer and schema, which merging does not repeat)."""
+    metadata = pq.read_metadata(path)
+    return sum(
+        group.column(c).total_compressed_size
+        for group in map(metadata.row_group, range(metadata.num_row_groups))
+        for c in range(group.num_columns)
+    )
+
+
+def candidates(directory: Path) -> list[Path]:
+    """The day's files no published file lists (the others' rows are merged already)."""
     files = part_files(directory)
     listed = {name for path in files for name in inputs_of(path)}
-    runs: list[list[Path]] = []
-    run: list[Path] = []
+    return [path for path in files if path.name not in listed]
+
+
+def groups(files: list[Path], target_bytes: int) -> list[list[Path]]:
+    """Runs of consecutive small files, each about `target_bytes` of data at most, of 2+ files.
+    A file past half the target is big enough and left as it is."""
+    runs: list[list[Path]] = [[]]
     size = 0
     for path in files:
-        if path.name in listed:
+        bytes_ = data_bytes(path)
+        if bytes_ >= target_bytes // 2:
+            runs.append([])
+            size = 0
             continue
-        bytes_ = path.stat().st_size
-        if bytes_ >= target_bytes or (run and size + bytes_ > target_bytes):
-            runs.append(run)
-            run, size = [], 0
-        if bytes_ < target_bytes:
-            run.append(path)
-            size += bytes_
-    runs.append(run)
+        if size + bytes_ > target_bytes:
+            runs.append([])
+            size = 0
+        runs[-1].append(path)
+        size += bytes_
     return [r for r in runs if len(r) > 1]
+
+
+def compact_day(directory: Path, target_bytes: int, namer: Namer) -> tuple[int, int]:
+    """Merges the day's small files until no run of them is left; returns (files merged, files
+    written). Merged files shrink below their inputs' sum, so a merged file may be merged again
+    in the same run. Only the files listed at the start take part: a busy writer cannot keep a
+    run going."""
+    start = candidates(directory)
+    files = list(start)
+    while runs := groups(files, target_bytes):
+        for run in runs:
+            merged = merge(directory, run, namer.next())
+            log.info("merged %d files into %s", len(run), merged)
+            files = [f for f in files if f not in run] + [merged]
+    return len(set(start) - set(files)), len(set(files) - set(start))
 
 
 def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
@@ -183,8 +213,11 @@ def compact(
     tables: tuple[str, ...] = queries.TABLES,
     target_mb: float = DEFAULT_TARGET_MB,
     grace: float = DEFAULT_GRACE_S,
+    wait: bool = True,
     sleep: Callable[[float], None] = time.sleep,
 ) -> Report:
+    """Merges small files of the chosen days, then (if `wait`) waits out the grace and deletes
+    their inputs; without waiting, the next run deletes them."""
     root = Path(root)
     report = Report()
     target_bytes = int(target_mb * 1024 * 1024)
@@ -203,15 +236,14 @@ def compact(
             report.removed += retire(directory, grace)
         touched = []
         for directory in directories:
-            for run in groups(directory, target_bytes):
-                merged = merge(directory, run, namer.next())
-                log.info("merged %d files into %s", len(run), merged)
-                report.merged += len(run)
-                report.written += 1
+            merged, written = compact_day(directory, target_bytes, namer)
+            report.merged += merged
+            report.written += written
+            if written:
                 touched.append(directory)
-        if touched:
+        if touched and wait:
             sleep(grace)
-            for directory in dict.fromkeys(touched):
+            for directory in touched:
                 report.removed += retire(directory, grace)
     return report
 
@@ -240,7 +272,13 @@ def compact_parser() -> argparse.ArgumentParser:
         type=float,
         default=DEFAULT_GRACE_S,
         help="seconds between publishing a merged file and deleting its inputs "
-        f"(default {DEFAULT_GRACE_S:.0f}); longer than a reader takes to list a day",
+        f"(default {DEFAULT_GRACE_S:.0f}); a query running longer may fail (never answer "
+        "wrongly) and must be retried",
+    )
+    parser.add_argument(
+        "--no-wait",
+        action="store_true",
+        help="do not wait out the grace: the next run deletes this run's inputs",
     )
     return parser
 
@@ -258,6 +296,7 @@ def run_compact(argv: list[str]) -> int:
             tables=(args.table,) if args.table else queries.TABLES,
             target_mb=args.target_mb,
             grace=args.grace,
+            wait=not args.no_wait,
         )
     except CompactionBusy as e:
         print(f"error: {e}", file=sys.stderr)
