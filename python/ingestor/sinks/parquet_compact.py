@@ -13,7 +13,9 @@ reader's answer the same:
    lists itself are gone, so rows are never left in a file nobody lists.
 
 The grace keeps the two steps apart in time: a reader's directory listing (milliseconds)
-cannot see the merged file missing and its inputs already gone. Killed at any point, a run
+cannot see the merged file missing and its inputs already gone. A query that listed an input
+and had not opened it yet when it was deleted fails ("Cannot open file"); retried, it answers
+right. No query answers wrongly. Killed at any point, a run
 leaves whole files only; the next run removes stale temporary files, retires what earlier runs
 published, and merges the rest. Files that arrive while a run works are not its inputs: it
 lists a day once, and merges only files no published file lists.
