@@ -11,8 +11,10 @@ with it as its identity.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import time
 import uuid
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -27,6 +29,7 @@ from ingestor.sinks import Batches, group_by_table
 from ingestor.sinks.parquet_files import (
     CATALOG,
     FILE_ROWS,
+    STALE_TEMP_S,
     Namer,
     day_dir,
     day_dirs,
@@ -66,6 +69,11 @@ def build_catalog(root: Path) -> Path:
     hold the tree's absolute path, so a moved tree needs this run again (every writer start
     and every `compact` does)."""
     final = root / CATALOG
+    for stale in root.glob(f".{CATALOG}.*.tmp"):
+        # Left by a writer killed while building it; a build takes milliseconds.
+        with contextlib.suppress(FileNotFoundError):
+            if time.time() - stale.stat().st_mtime > STALE_TEMP_S:
+                stale.unlink()
     temporary = root / f".{CATALOG}.{uuid.uuid4().hex}.tmp"
     try:
         with duckdb.connect(str(temporary)) as con:
