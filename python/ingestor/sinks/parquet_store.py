@@ -67,7 +67,7 @@ def build_catalog(root: Path) -> Path:
     """Writes `catalog.duckdb` afresh and swaps it in by rename: a reader that has the old one
     open keeps it, the next reader opens the new one, and nobody waits on a lock. The views
     hold the tree's absolute path, so a moved tree needs this run again (every writer start
-    and every `compact` does)."""
+    does)."""
     final = root / CATALOG
     for stale in root.glob(f".{CATALOG}.*.tmp"):
         # Left by a writer killed while building it; a build takes milliseconds.
