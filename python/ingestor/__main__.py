@@ -4,6 +4,7 @@ python -m ingestor --accounts accounts.yaml [--sink duckdb] [--store PATH] [--du
                    [--metrics-port N] [--no-check]
 python -m ingestor query latest-positions|latest-wallets|gaps|"SQL" --store PATH
 python -m ingestor check --accounts accounts.yaml   (pre-flight: auth and key rights)
+python -m ingestor compact --store ROOT [--date D] [--table T] [--target-mb N]   (Parquet)
 """
 
 from __future__ import annotations
@@ -138,6 +139,10 @@ def main(argv: list[str] | None = None) -> int:
         from ingestor.check import run_check
 
         return run_check(argv[1:])
+    if argv and argv[0] == "compact":
+        from ingestor.sinks.parquet_compact import run_compact
+
+        return run_compact(argv[1:])
     if argv and argv[0] == "run":
         argv = argv[1:]
     return run_capture(argv)

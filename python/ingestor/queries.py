@@ -162,3 +162,40 @@ NAMED_QUERIES: dict[str, str] = {
     """,
     "gaps": "SELECT * FROM gaps",
 }
+
+
+# --- The Parquet tree -------------------------------------------------------------------------
+
+#: Every Parquet file carries each row's identity: the name of the file the writer first put it
+#: in and its index there. Compaction copies rows with their identity, so a row that is, for a
+#: moment, in both a merged file and its input is recognised as one row.
+ORIGIN_FILE = "_origin_file"
+ORIGIN_ROW = "_origin_row"
+
+
+def parquet_table_view(table: str, glob: str) -> str:
+    """A view named like the table over every file of the tree.
+
+    One scan (one directory listing) per query; rows are kept once per identity and, for pushes,
+    once per replay key (what the DuckDB store's insert drops). Identical rows share their
+    `date`, so it leads each partition key and a filter on `date` still prunes files."""
+    keys = DEDUP_KEYS.get(table)
+    if keys is None:
+        partition = f"date, {ORIGIN_FILE}, {ORIGIN_ROW}"
+    else:
+        # REST rows have no message id and are each an observation of their own.
+        partition = ", ".join(
+            ["date", *keys]
+            + [f"CASE WHEN message_id IS NULL THEN {c} END" for c in (ORIGIN_FILE, ORIGIN_ROW)]
+        )
+    quoted = glob.replace("'", "''")
+    source = (
+        f"read_parquet('{quoted}', hive_partitioning = true, union_by_name = true, "
+        "hive_types = {'date': DATE})"
+    )
+    return f"""
+    CREATE OR REPLACE VIEW {table} AS
+    SELECT * EXCLUDE ({ORIGIN_FILE}, {ORIGIN_ROW}) FROM {source}
+    QUALIFY row_number() OVER (
+        PARTITION BY {partition} ORDER BY local_ts, {ORIGIN_FILE}, {ORIGIN_ROW}) = 1
+    """

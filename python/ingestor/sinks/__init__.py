@@ -47,6 +47,10 @@ def open_store(kind: str, path: str | Path) -> Store:
         from ingestor.sinks.duckdb_store import DuckDBStore
 
         return DuckDBStore(path)
+    if kind == "parquet":
+        from ingestor.sinks.parquet_store import ParquetStore
+
+        return ParquetStore(path)
     raise NotImplementedError(
         f"the {kind} store is not built yet (see the Parquet and DuckLake issue); use duckdb"
     )
@@ -59,6 +63,10 @@ def open_reader(kind: str, path: str | Path) -> duckdb.DuckDBPyConnection:
 
     if kind == "duckdb":
         return duckdb.connect(str(path), read_only=True)
+    if kind == "parquet":
+        from ingestor.sinks.parquet_store import open_catalog
+
+        return open_catalog(path)
     raise NotImplementedError(f"the {kind} store is not built yet")
 
 
