@@ -8,7 +8,8 @@ Per pipeline and account count, two phases against a fresh simulator each:
 - throughput: the firehose unpaced (as fast as the pipeline reads). Measured in a window after a
   warm-up: messages whose `creationTime` falls in the window and that reached the store, CPU
   time of every process of the pipeline in the window (from /proc, so the collectors and the
-  writer count, the simulator does not), and their summed RSS.
+  writer count, the simulator does not), and their summed PSS (the pipelines: peak RSS of
+  their one process).
 - latency: the firehose paced at a rate every pipeline sustains, with delays from a push's
   `creationTime` to the commit that stored it (ingestor: its `ingestor_commit_delay_seconds`
   histogram on --metrics-port, quantiles interpolated within buckets; the pipelines: exact).
@@ -34,9 +35,11 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import duckdb
-
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "python"))
+
+from ingestor.sinks import open_reader  # noqa: E402
+
 RESULTS = ROOT / "benches" / "results"
 PIPELINES = {
     "seed-style": ROOT / "benches" / "pipelines" / "seed_style.py",
@@ -49,7 +52,6 @@ engine:
   connect_burst: 1000000
 """
 TICKS = os.sysconf("SC_CLK_TCK")
-PAGE_KIB = os.sysconf("SC_PAGE_SIZE") // 1024
 
 
 @dataclass
@@ -131,21 +133,24 @@ def process_tree(root: int) -> list[int]:
 
 
 def tree_usage(root: int) -> tuple[float, int]:
-    """(CPU seconds so far, RSS KiB now) summed over the process tree."""
-    cpu, rss = 0.0, 0
+    """(CPU seconds so far, memory KiB now) summed over the process tree. Memory is PSS:
+    forked processes share pages, which RSS would count once per process."""
+    cpu, memory = 0.0, 0
     for pid in process_tree(root):
         try:
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            statm = Path(f"/proc/{pid}/statm").read_text().split()
+            rollup = Path(f"/proc/{pid}/smaps_rollup").read_text()
         except OSError:
             continue
         cpu += (int(fields[11]) + int(fields[12])) / TICKS  # utime, stime
-        rss += int(statm[1]) * PAGE_KIB
-    return cpu, rss
+        memory += next(
+            (int(line.split()[1]) for line in rollup.splitlines() if line.startswith("Pss:")), 0
+        )
+    return cpu, memory
 
 
 def measure_window(process: subprocess.Popen, warmup: float, seconds: float) -> tuple:
-    """CPU seconds and peak RSS of the process tree over [warmup, warmup + seconds]."""
+    """CPU seconds and peak memory (PSS) of the process tree over [warmup, warmup + seconds]."""
     time.sleep(warmup)
     cpu0, _ = tree_usage(process.pid)
     start_ms = time.time() * 1000
@@ -159,9 +164,9 @@ def measure_window(process: subprocess.Popen, warmup: float, seconds: float) -> 
     return cpu1 - cpu0, peak, start_ms, time.time() * 1000
 
 
-def messages_in(store: Path, start_ms: float, end_ms: float, tables: list[str]) -> int:
+def messages_in(sink: str, store: Path, start_ms: float, end_ms: float, tables: list[str]) -> int:
     """Distinct pushes created in the window that reached the store."""
-    with duckdb.connect(str(store), read_only=True) as con:
+    with open_reader(sink, store) as con:
         return sum(
             con.execute(
                 f"SELECT count(DISTINCT message_id) FROM {t} WHERE creation_ts "
@@ -201,13 +206,15 @@ def histogram_quantiles(text: str, name: str) -> tuple[float | None, float | Non
     return at(0.50), at(0.99)
 
 
-def run_ingestor(folder: Path, accounts: int, args: argparse.Namespace, rate: float | None):
+def run_ingestor(
+    sink: str, folder: Path, accounts: int, args: argparse.Namespace, rate: float | None
+) -> Result:
     sim = Simulator(folder, accounts, rate)
-    store = folder / "capture.duckdb"
+    store = folder / f"capture.{sink}"
     port = free_port()
     service = subprocess.Popen(
         [sys.executable, "-m", "ingestor", "--accounts", str(sim.accounts_file),
-         "--store", str(store), "--status", "log", "--log-level", "warning",
+         "--sink", sink, "--store", str(store), "--status", "log", "--log-level", "warning",
          "--duration", str(args.warmup + args.seconds + 2)],
         env={**os.environ, **sim.env, "INGESTOR_METRICS_PORT": str(port),
              "INGESTOR_FLUSH_INTERVAL": str(args.flush_interval)},
@@ -229,10 +236,11 @@ def run_ingestor(folder: Path, accounts: int, args: argparse.Namespace, rate: fl
         if service.poll() is None:
             service.kill()
         sim.stop()
-    result = Result("ingestor", accounts, cpu_seconds=cpu, rss_kib=rss)
+    name = "ingestor" if sink == "duckdb" else f"ingestor ({sink})"
+    result = Result(name, accounts, cpu_seconds=cpu, rss_kib=rss)
     result.seconds = (end_ms - start_ms) / 1000
     tables = ["position_snapshots", "wallet_snapshots"]
-    result.messages = messages_in(store, start_ms, end_ms, tables)
+    result.messages = messages_in(sink, store, start_ms, end_ms, tables)
     result.p50_ms, result.p99_ms = histogram_quantiles(metrics, "ingestor_commit_delay_seconds")
     return result
 
@@ -268,7 +276,11 @@ def run_pipeline(
 def run_one(name: str, accounts: int, args: argparse.Namespace) -> Result:
     """The throughput phase, then the latency phase at the paced rate."""
     print(f"{name}, {accounts} accounts ...", file=sys.stderr, flush=True)
-    runner = run_ingestor if name == "ingestor" else lambda *a: run_pipeline(name, *a)
+    if name.startswith("ingestor"):
+        sink = name.partition("(")[2].rstrip(")") or "duckdb"
+        runner = lambda *a: run_ingestor(sink, *a)  # noqa: E731
+    else:
+        runner = lambda *a: run_pipeline(name, *a)  # noqa: E731
     with tempfile.TemporaryDirectory(prefix="bench-e2e-") as tmp:
         result = runner(Path(tmp), accounts, args, None)
     rate = args.paced_total / accounts
@@ -289,7 +301,7 @@ def fmt_ms(value: float | None) -> str:
 
 def table(results: list[Result], args: argparse.Namespace) -> list[str]:
     lines = [
-        "| pipeline | accounts | msgs/s sustained | CPU µs/msg | RSS | "
+        "| pipeline | accounts | msgs/s sustained | CPU µs/msg | memory (PSS) | "
         f"p50 / p99 creation→commit at {args.paced_total:,.0f} msgs/s |",
         "|---|---:|---:|---:|---:|---:|",
     ]
@@ -322,7 +334,7 @@ def plot(results: list[Result], path: Path) -> bool:
     except ImportError:
         return False
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
-    for name in ["ingestor", *PIPELINES]:
+    for name in ["ingestor", "ingestor (parquet)", *PIPELINES]:
         mine = [r for r in results if r.pipeline == name]
         if not mine:
             continue
@@ -356,7 +368,7 @@ def machine() -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--accounts", default="10,100,1000", help="account counts")
-    parser.add_argument("--pipelines", default="ingestor,seed-style,pure Python")
+    parser.add_argument("--pipelines", default="ingestor,ingestor (parquet),seed-style,pure Python")
     parser.add_argument("--seconds", type=float, default=10.0, help="measured window")
     parser.add_argument("--warmup", type=float, default=5.0)
     parser.add_argument("--flush-interval", type=float, default=1.0)
