@@ -30,6 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import ingestor  # noqa: E402
+from benches.pipelines.seed_style import to_number  # noqa: E402
 from tests import reference_decoder  # noqa: E402
 
 CHUNK = 10_000  # frames per decode call, about what a collector cuts into one batch
@@ -153,16 +154,7 @@ class SeedRow:
 
     def __init__(self, account_id: str, fields: dict) -> None:
         self.account_id = account_id
-        self.fields = {k: _seed_value(v) for k, v in fields.items() if k != "coin"}
-
-
-def _seed_value(value):
-    if isinstance(value, str) and value:
-        try:
-            return float(value)
-        except ValueError:
-            return value
-    return value
+        self.fields = {k: to_number(v) for k, v in fields.items() if k != "coin"}
 
 
 def seed_style(frames: list[bytes]) -> int:

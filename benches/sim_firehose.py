@@ -17,32 +17,21 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
-import hashlib
-import hmac
 import json
 import os
 import struct
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import websockets
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 
-
-def auth_request(api_key: str, api_secret: str) -> str:
-    expires = int(time.time() * 1000) + 5000
-    signature = hmac.new(
-        api_secret.encode(), f"GET/realtime{expires}".encode(), hashlib.sha256
-    ).hexdigest()
-    return json.dumps({"op": "auth", "args": [api_key, expires, signature]})
-
-
-SUBSCRIBE = json.dumps({"op": "subscribe", "args": ["position", "wallet"]})
+from benches.pipelines.common import SUBSCRIBE, auth_request  # noqa: E402
 
 
 async def read_websockets(url: str, key: str, secret: str, stop: asyncio.Event) -> int:
