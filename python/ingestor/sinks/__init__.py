@@ -41,12 +41,23 @@ def group_by_table(batches: Batches) -> dict[str, pa.Table]:
     return {name: pa.Table.from_batches(parts) for name, parts in grouped.items()}
 
 
-def open_store(kind: str, path: str | Path) -> Store:
-    """The store a writer process commits to."""
+def open_store(
+    kind: str,
+    path: str | Path,
+    *,
+    data_path: str | Path | None = None,
+    shard: tuple[int, int] | None = None,
+) -> Store:
+    """The store a writer process commits to. `data_path` and `shard` matter to a lake only:
+    where its data files go, and which instance this is (each keeps its own spool)."""
     if kind == "duckdb":
         from ingestor.sinks.duckdb_store import DuckDBStore
 
         return DuckDBStore(path)
+    if kind == "ducklake":
+        from ingestor.sinks.ducklake_store import DuckLakeStore
+
+        return DuckLakeStore(path, data_path=data_path, shard=shard)
     raise NotImplementedError(
         f"the {kind} store is not built yet (see the Parquet and DuckLake issue); use duckdb"
     )
@@ -59,7 +70,21 @@ def open_reader(kind: str, path: str | Path) -> duckdb.DuckDBPyConnection:
 
     if kind == "duckdb":
         return duckdb.connect(str(path), read_only=True)
+    if kind == "ducklake":
+        from ingestor.sinks import ducklake_store
+
+        return ducklake_store.open_reader(path)
     raise NotImplementedError(f"the {kind} store is not built yet")
+
+
+def store_exists(kind: str, path: str | Path) -> bool:
+    """False when the store is certainly not there yet (a lake's PostgreSQL catalog is
+    never assumed missing: only asking it tells)."""
+    if kind == "ducklake":
+        from ingestor.sinks.ducklake_store import lake
+
+        return lake(path).exists()
+    return Path(path).exists()
 
 
 def open_positions(kind: str, path: str | Path) -> dict[str, list[tuple[str, str, int]]]:
@@ -70,7 +95,7 @@ def open_positions(kind: str, path: str | Path) -> dict[str, list[tuple[str, str
 
     from ingestor import queries
 
-    if not Path(path).exists():
+    if not store_exists(kind, path):
         return {}
     try:
         with open_reader(kind, path) as con:
