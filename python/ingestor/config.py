@@ -511,7 +511,7 @@ def parse_shard(text: str) -> tuple[int, int]:
         raise ValueError(f"{text!r} is not i/n (this instance's shard i of n, from 0)")
     index, count = int(match.group(1)), int(match.group(2))
     if not 0 <= index < count:
-        raise ValueError(f"shard {index}/{count}: i must be at least 0 and less than n")
+        raise ValueError(f"{index}/{count}: i must be at least 0 and less than n")
     return index, count
 
 
