@@ -118,13 +118,8 @@ def connect(target: Lake, *, read_only: bool) -> duckdb.DuckDBPyConnection:
         con.execute(f"LOAD {target.extension}")
         con.execute(f"SET ducklake_max_retry_count = {DUCKLAKE_RETRIES}")
         if target.sqlite_file is not None and not read_only:
+            # SQLite makes its file, not the folder; DuckLake makes the data folders.
             target.sqlite_file.parent.mkdir(parents=True, exist_ok=True)
-        if (
-            target.data_path is not None
-            and not read_only
-            and not target.catalog.startswith(POSTGRES)
-        ):
-            target.data_path.mkdir(parents=True, exist_ok=True)
         # Two writers creating a new lake at once: the loser finds the catalog locked or
         # half made; a second attach finds it whole.
         _retry(lambda: con.execute(target.attach(read_only=read_only)), "attach the lake")
