@@ -40,7 +40,9 @@ def install() -> Path:
         pytest.skip("PostgreSQL is not installed and installing it needs root")
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     command = ["apt-get", "install", "-y", "--no-install-recommends", "postgresql"]
-    done = subprocess.run(command, env=env, capture_output=True, text=True)
+    done = subprocess.run(
+        command, env=env, capture_output=True, text=True, timeout=INSTALL_TIMEOUT_S
+    )
     if done.returncode != 0:
         # A fresh machine has no package lists yet.
         subprocess.run(["apt-get", "update"], env=env, capture_output=True, timeout=600)

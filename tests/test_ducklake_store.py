@@ -146,6 +146,43 @@ def _tables_exist(lake: Path) -> bool:
         return False
 
 
+WRITE_FLUSHES = """
+import sys
+import ingestor
+from tests.test_duckdb_store import position_push
+from ingestor.sinks.ducklake_store import DuckLakeStore
+index = int(sys.argv[2])
+store = DuckLakeStore(sys.argv[1], shard=(index, 2))
+store.create()
+for n in range(int(sys.argv[3])):
+    push = position_push(f"{index}-{n}", 1_700_000_000_000 + n, str(n + 1), n)
+    frames = ingestor.decode([push], account_id=f"acct-{index}")
+    assert store.write(list(frames.items())) == 1
+store.close()
+"""
+
+
+def test_two_writers_on_one_sqlite_lake_both_commit_every_flush(tmp_path):
+    lake = tmp_path / "shared.lake"
+    writers = [
+        subprocess.Popen(
+            [sys.executable, "-c", WRITE_FLUSHES, str(lake), str(i), "25"],
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in (0, 1)
+    ]
+    for writer in writers:
+        _, err = writer.communicate(timeout=300)
+        assert writer.returncode == 0, err
+    counts = query(lake, "SELECT account_id, count(*) FROM position_snapshots GROUP BY ALL")
+    assert sorted(counts) == [("acct-0", 25), ("acct-1", 25)]
+    authors = [author for _, author, _ in inserting_snapshots(lake)]
+    assert sorted(set(authors)) == ["ingestor shard 0/2", "ingestor shard 1/2"]
+    assert len(authors) == 50
+    assert not list(lake.glob("spool*/*.arrow"))
+
+
 # --- shards -------------------------------------------------------------------------------
 
 

@@ -37,7 +37,7 @@ LAKE = "lake"
 #: Attempts at one commit before its batches go to the spool. DuckLake itself retries a
 #: commit that lost a race to another writer (appends never conflict logically); these
 #: cover what it gives up on and a SQLite catalog that stays locked.
-COMMIT_ATTEMPTS = 5
+COMMIT_ATTEMPTS = 8
 RETRY_WAIT_S = 0.2
 #: DuckLake's own retries of a commit that raced another writer's (its default is 10).
 DUCKLAKE_RETRIES = 100
