@@ -23,7 +23,7 @@ FAULTS = (
 )  # fmt: skip
 
 
-@pytest.mark.parametrize("sink", ["duckdb", "parquet"])
+@pytest.mark.parametrize("sink", ["duckdb", "parquet", "ducklake"])
 def test_capture_with_faults_equals_the_truth(tmp_path, sink):
     run = start_sim(tmp_path, accounts=20, seed=21, duration=4, faults=FAULTS, sink=sink)
     run.start_service("--duration", "8")

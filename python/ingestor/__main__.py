@@ -36,6 +36,14 @@ def capture_parser() -> argparse.ArgumentParser:
     parser.add_argument("--accounts", required=True, type=Path, help="accounts.yaml")
     parser.add_argument("--sink", choices=config.SINK_KINDS, help="overrides the file's sink")
     parser.add_argument("--store", help="store path (file, folder or lake); overrides the file")
+    parser.add_argument(
+        "--data-path", help="a lake's data folder (PostgreSQL catalog); overrides the file"
+    )
+    parser.add_argument(
+        "--shard",
+        metavar="I/N",
+        help="capture only the accounts whose stable hash mod N is I (N instances, one lake)",
+    )
     parser.add_argument("--duration", type=float, help="stop after this many seconds")
     parser.add_argument("--workers", type=int, help="collector processes (default: cores)")
     parser.add_argument(
@@ -65,7 +73,9 @@ def query_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("query", help=f"{', '.join(NAMED_QUERIES)} or any SQL")
     parser.add_argument(
-        "--store", required=True, type=Path, help="the store: DuckDB file, Parquet root or lake"
+        "--store",
+        required=True,
+        help="the store: DuckDB file, Parquet root, lake folder or postgres:<conninfo>",
     )
     parser.add_argument(
         "--sink", choices=config.SINK_KINDS, default="duckdb", help="the kind of store"
@@ -78,10 +88,10 @@ def run_query(argv: list[str]) -> int:
     import duckdb
 
     from ingestor.queries import NAMED_QUERIES
-    from ingestor.sinks import open_reader
+    from ingestor.sinks import open_reader, store_exists
 
     args = query_parser().parse_args(argv)
-    if not args.store.exists():
+    if not store_exists(args.sink, args.store):
         print(f"error: {args.store} does not exist", file=sys.stderr)
         return 2
     sql = NAMED_QUERIES.get(args.query, args.query)
@@ -115,12 +125,20 @@ def run_capture(argv: list[str]) -> int:
                 "metrics_port": args.metrics_port,
                 "metrics_host": args.metrics_host,
                 "start_check": False if args.no_check else None,
+                "data_path": args.data_path,
+                "shard": args.shard,
             },
         )
     except config.ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     setup_logging(args.log_level)
+    from ingestor.service.supervisor import own_shard
+
+    settings = own_shard(settings)
+    if not settings.accounts:
+        print(f"error: shard {args.shard or settings.shard} holds no accounts", file=sys.stderr)
+        return 2
     live = args.status == "table" or (args.status == "auto" and sys.stdout.isatty())
     from ingestor.service.simulator import simulated
 

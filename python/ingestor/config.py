@@ -105,7 +105,10 @@ class Account:
 @dataclass(frozen=True)
 class Sink:
     kind: str = "duckdb"
+    #: A file, a folder, or for a lake on PostgreSQL `postgres:<libpq conninfo>`.
     path: str = DEFAULT_STORE["duckdb"]
+    #: A lake's data folder when its catalog is PostgreSQL (shared by every box).
+    data_path: str | None = None
 
 
 @dataclass(frozen=True)
@@ -130,6 +133,8 @@ class Settings:
     simulator: Mapping[str, Any] = field(default_factory=dict)
     #: `python -m ingestor check` refuses keys that can trade or withdraw unless this is true.
     allow_trading_keys: bool = False
+    #: (i, n): this instance captures only the accounts whose stable hash mod n is i.
+    shard: tuple[int, int] | None = None
     source: str = "<memory>"
 
 
@@ -343,6 +348,7 @@ def load(
         "engine",
         "simulator",
         "allow_trading_keys",
+        "shard",
         *(name for name, _ in ENV_OVERRIDES.values()),
     }
     for key in data:
@@ -382,6 +388,18 @@ def load(
             sink_raw, "kind", "sink.kind", f"{kind!r} is not one of {', '.join(SINK_KINDS)}"
         )
     store = reader.get(sink_raw, "path", "sink.path", str, DEFAULT_STORE[kind])
+    data_path = reader.get(sink_raw, "data_path", "sink.data_path", str, None)
+    if data_path is not None and kind != "ducklake":
+        raise reader.error(sink_raw, "data_path", "sink.data_path", "only a ducklake sink has one")
+    problem = sink_problem(kind, store)
+    if problem:
+        raise reader.error(sink_raw, "path", "sink.path", problem)
+    shard = None
+    if data.get("shard") is not None:
+        try:
+            shard = parse_shard(str(data["shard"]))
+        except ValueError as e:
+            raise reader.error(data, "shard", "shard", str(e)) from None
 
     values: dict[str, Any] = {
         "engine": _tuning(reader, data, "engine", ENGINE_SETTINGS),
@@ -398,7 +416,8 @@ def load(
             values[setting] = _from_env(path, name, env[name], kind_of)
     settings = Settings(
         accounts=tuple(accounts),
-        sink=Sink(kind=kind, path=store),
+        sink=Sink(kind=kind, path=store, data_path=data_path),
+        shard=shard,
         source=str(path),
         **values,
     )
@@ -493,13 +512,45 @@ def _check_ranges(reader: _Reader, data: _Mapping, settings: Settings) -> None:
         raise reader.error(data, "metrics_port", "metrics_port", "must be a TCP port (0-65535)")
 
 
+def parse_shard(text: str) -> tuple[int, int]:
+    """`i/n` with 0 <= i < n."""
+    match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text)
+    if not match:
+        raise ValueError(f"{text!r} is not i/n (this instance's shard i of n, from 0)")
+    index, count = int(match.group(1)), int(match.group(2))
+    if not 0 <= index < count:
+        raise ValueError(f"{index}/{count}: i must be at least 0 and less than n")
+    return index, count
+
+
+def sink_problem(kind: str, path: str) -> str | None:
+    """Why a store path cannot be used, or None."""
+    if kind == "ducklake" and path.startswith("postgres:"):
+        # A conninfo is printed in logs and status lines: the password belongs elsewhere.
+        if re.search(r"(^|\s|:)password\s*=", path) or re.search(r"://[^/@]*:[^/@]*@", path):
+            return "no password in the path: libpq reads PGPASSWORD or ~/.pgpass"
+    elif path.startswith("postgres:"):
+        return "only a ducklake sink can have a PostgreSQL catalog"
+    return None
+
+
 def apply_overrides(settings: Settings, overrides: Mapping[str, Any]) -> Settings:
-    """Command-line flags: `sink` (kind), `store` (path), and any Settings field."""
+    """Command-line flags: `sink` (kind), `store` (path), `shard` (i/n), any Settings field."""
     changes = {k: v for k, v in overrides.items() if v is not None}
     sink = settings.sink
     if "sink" in changes:
         kind = changes.pop("sink")
-        sink = Sink(kind=kind, path=sink.path if sink.kind == kind else DEFAULT_STORE[kind])
+        sink = sink if sink.kind == kind else Sink(kind=kind, path=DEFAULT_STORE[kind])
     if "store" in changes:
-        sink = Sink(kind=sink.kind, path=str(changes.pop("store")))
+        sink = replace(sink, path=str(changes.pop("store")))
+    if "data_path" in changes:
+        sink = replace(sink, data_path=str(changes.pop("data_path")))
+    problem = sink_problem(sink.kind, sink.path)
+    if problem:
+        raise ConfigError(settings.source, None, "--store", problem)
+    if isinstance(changes.get("shard"), str):
+        try:
+            changes["shard"] = parse_shard(changes["shard"])
+        except ValueError as e:
+            raise ConfigError(settings.source, None, "--shard", str(e)) from None
     return replace(settings, sink=sink, **changes)

@@ -69,7 +69,8 @@ def create_tables() -> list[str]:
     return [create_table(name, all_schemas[name]) for name in TABLES]
 
 
-VIEWS: list[str] = [
+#: Views: plain SQL over the tables, stored with them (a DuckLake catalog keeps them too).
+STORED_VIEWS: list[str] = [
     f"""
     CREATE OR REPLACE VIEW latest_positions AS
     SELECT * FROM position_snapshots
@@ -78,18 +79,6 @@ VIEWS: list[str] = [
     f"""
     CREATE OR REPLACE VIEW latest_wallets AS
     SELECT * FROM wallet_snapshots
-    QUALIFY row_number() OVER (PARTITION BY {WALLET_KEY} ORDER BY {WALLET_ORDER}) = 1
-    """,
-    f"""
-    CREATE OR REPLACE MACRO positions_asof(instant) AS TABLE
-    SELECT * FROM position_snapshots
-    WHERE exchange_ts <= instant
-    QUALIFY row_number() OVER (PARTITION BY {POSITION_KEY} ORDER BY {POSITION_ORDER}) = 1
-    """,
-    f"""
-    CREATE OR REPLACE MACRO wallets_asof(instant) AS TABLE
-    SELECT * FROM wallet_snapshots
-    WHERE exchange_ts <= instant
     QUALIFY row_number() OVER (PARTITION BY {WALLET_KEY} ORDER BY {WALLET_ORDER}) = 1
     """,
     # A gap opens at the first `disconnected` after the account was subscribed and closes at
@@ -117,6 +106,32 @@ VIEWS: list[str] = [
     ORDER BY s.account_id, s.start_ts
     """,
 ]
+
+
+def macros(temporary: bool = False) -> list[str]:
+    """The table macros. DuckLake cannot store functions, so a lake's readers create them as
+    TEMP macros on their own connection; a DuckDB file stores them."""
+    scope = "TEMP MACRO" if temporary else "MACRO"
+    return [statement.replace("MACRO", scope, 1) for statement in _MACROS]
+
+
+_MACROS: list[str] = [
+    f"""
+    CREATE OR REPLACE MACRO positions_asof(instant) AS TABLE
+    SELECT * FROM position_snapshots
+    WHERE exchange_ts <= instant
+    QUALIFY row_number() OVER (PARTITION BY {POSITION_KEY} ORDER BY {POSITION_ORDER}) = 1
+    """,
+    f"""
+    CREATE OR REPLACE MACRO wallets_asof(instant) AS TABLE
+    SELECT * FROM wallet_snapshots
+    WHERE exchange_ts <= instant
+    QUALIFY row_number() OVER (PARTITION BY {WALLET_KEY} ORDER BY {WALLET_ORDER}) = 1
+    """,
+]
+
+#: Everything a store ships: views and table macros.
+VIEWS: list[str] = STORED_VIEWS + macros()
 
 
 def insert_new_rows(table: str, relation: str) -> str:

@@ -4,12 +4,13 @@ into an orderly drain (a second signal exits at once, keeping what is committed)
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import multiprocessing
 import queue
 import signal
 import time
-import zlib
+from dataclasses import replace
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
@@ -36,16 +37,41 @@ def open_positions(settings: Settings) -> dict[str, list[tuple[str, str, int]]]:
     return sinks.open_positions(settings.sink.kind, settings.sink.path)
 
 
-def shard_of(account_id: str, shards: int) -> int:
-    """A stable shard: the same account lands in the same collector on every run."""
-    return zlib.crc32(account_id.encode()) % shards
+#: What a shard spreads accounts over. Each use hashes with its own salt: with one hash for
+#: both, `--shard i/2` and two collectors would agree on the same low bits, and every account
+#: of an instance would land in one of its collectors.
+INSTANCES = b"instance"
+COLLECTORS = b"collector"
+
+
+def shard_of(account_id: str, shards: int, salt: bytes) -> int:
+    """A stable shard (never Python's `hash`, which changes per process): the same account
+    lands in the same instance, and the same collector, on every run and every box."""
+    digest = hashlib.blake2b(account_id.encode(), digest_size=8, person=salt).digest()
+    return int.from_bytes(digest, "big") % shards
 
 
 def shard(accounts: tuple[Account, ...], shards: int) -> list[list[Account]]:
     groups: list[list[Account]] = [[] for _ in range(shards)]
     for account in accounts:
-        groups[shard_of(account.id, shards)].append(account)
+        groups[shard_of(account.id, shards, COLLECTORS)].append(account)
     return [g for g in groups if g]
+
+
+def own_shard(settings: Settings) -> Settings:
+    """`settings` with only this instance's accounts (all of them without `shard`)."""
+    if settings.shard is None:
+        return settings
+    index, count = settings.shard
+    mine = tuple(a for a in settings.accounts if shard_of(a.id, count, INSTANCES) == index)
+    log.info(
+        "shard %d/%d: this instance holds %d of the %d accounts",
+        index,
+        count,
+        len(mine),
+        len(settings.accounts),
+    )
+    return replace(settings, accounts=mine)
 
 
 class CollectorHandle:

@@ -85,7 +85,12 @@ def run(settings: Settings, batches: Any, stats: Any) -> None:
     """Commits batches until the supervisor sends END; then commits the rest and returns."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    store = open_store(settings.sink.kind, settings.sink.path)
+    store = open_store(
+        settings.sink.kind,
+        settings.sink.path,
+        data_path=settings.sink.data_path,
+        shard=settings.shard,
+    )
     store.create()
     writer = Writer(settings, store)
     ended = False

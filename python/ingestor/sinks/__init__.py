@@ -41,8 +41,15 @@ def group_by_table(batches: Batches) -> dict[str, pa.Table]:
     return {name: pa.Table.from_batches(parts) for name, parts in grouped.items()}
 
 
-def open_store(kind: str, path: str | Path) -> Store:
-    """The store a writer process commits to."""
+def open_store(
+    kind: str,
+    path: str | Path,
+    *,
+    data_path: str | Path | None = None,
+    shard: tuple[int, int] | None = None,
+) -> Store:
+    """The store a writer process commits to. `data_path` and `shard` matter to a lake only:
+    where its data files go, and which instance this is (each keeps its own spool)."""
     if kind == "duckdb":
         from ingestor.sinks.duckdb_store import DuckDBStore
 
@@ -51,9 +58,11 @@ def open_store(kind: str, path: str | Path) -> Store:
         from ingestor.sinks.parquet_store import ParquetStore
 
         return ParquetStore(path)
-    raise NotImplementedError(
-        f"the {kind} store is not built yet (see the Parquet and DuckLake issue); use duckdb"
-    )
+    if kind == "ducklake":
+        from ingestor.sinks.ducklake_store import DuckLakeStore
+
+        return DuckLakeStore(path, data_path=data_path, shard=shard)
+    raise ValueError(f"unknown store kind {kind!r}")
 
 
 def open_reader(kind: str, path: str | Path) -> duckdb.DuckDBPyConnection:
@@ -67,7 +76,21 @@ def open_reader(kind: str, path: str | Path) -> duckdb.DuckDBPyConnection:
         from ingestor.sinks.parquet_store import open_catalog
 
         return open_catalog(path)
-    raise NotImplementedError(f"the {kind} store is not built yet")
+    if kind == "ducklake":
+        from ingestor.sinks import ducklake_store
+
+        return ducklake_store.open_reader(path)
+    raise ValueError(f"unknown store kind {kind!r}")
+
+
+def store_exists(kind: str, path: str | Path) -> bool:
+    """False when the store is certainly not there yet (a lake's PostgreSQL catalog is
+    never assumed missing: only asking it tells)."""
+    if kind == "ducklake":
+        from ingestor.sinks.ducklake_store import lake
+
+        return lake(path).exists()
+    return Path(path).exists()
 
 
 def open_positions(kind: str, path: str | Path) -> dict[str, list[tuple[str, str, int]]]:
@@ -78,12 +101,12 @@ def open_positions(kind: str, path: str | Path) -> dict[str, list[tuple[str, str
 
     from ingestor import queries
 
-    if not Path(path).exists():
+    if not store_exists(kind, path):
         return {}
     try:
         with open_reader(kind, path) as con:
             rows = con.execute(queries.OPEN_POSITIONS).fetchall()
-    except (duckdb.Error, NotImplementedError) as e:
+    except duckdb.Error as e:
         log.warning("could not read open positions from %s: %s", path, e)
         return {}
     found: dict[str, list[tuple[str, str, int]]] = {}
