@@ -215,7 +215,7 @@ def run_ingestor(
     service = subprocess.Popen(
         [sys.executable, "-m", "ingestor", "--accounts", str(sim.accounts_file),
          "--sink", sink, "--store", str(store), "--status", "log", "--log-level", "warning",
-         "--duration", str(args.warmup + args.seconds + 2)],
+         "--duration", str(args.warmup + args.seconds + 2), "--no-check"],
         env={**os.environ, **sim.env, "INGESTOR_METRICS_PORT": str(port),
              "INGESTOR_FLUSH_INTERVAL": str(args.flush_interval)},
         cwd=folder,

@@ -94,7 +94,12 @@ def test_sigterm_loses_nothing_the_collectors_decoded(tmp_path):
 
 HOLD = """
 import sys, time, duckdb
-con = duckdb.connect(sys.argv[1], read_only=True)
+for _ in range(200):  # as an analyst would: the writer holds the lock while a flush runs
+    try:
+        con = duckdb.connect(sys.argv[1], read_only=True)
+        break
+    except duckdb.IOException:
+        time.sleep(0.02)
 print("holding", flush=True)
 time.sleep(3)
 """

@@ -69,6 +69,10 @@ class Writer:
         )
 
 
+#: How long a commit waits for more batches after the first one arrives.
+GATHER_S = 0.05
+
+
 def handle(writer: Writer, message: tuple) -> bool:
     """Takes one message from the supervisor; True when it is the end."""
     kind = message[0]
@@ -99,11 +103,14 @@ def run(settings: Settings, batches: Any, stats: Any) -> None:
             message = batches.get(timeout=min(0.2, settings.flush_interval))
         except queue.Empty:
             message = None
-        # Everything already queued goes into the next commit.
+        # What arrives within GATHER_S of the first batch goes into the same commit: the
+        # collectors cut their tables at different moments, and a commit per batch would
+        # hold the file's lock (and pay a commit's cost) far more often.
+        gather_until = time.monotonic() + GATHER_S
         while message is not None and not ended:
             ended = handle(writer, message)
             try:
-                message = batches.get_nowait()
+                message = batches.get(timeout=max(0.0, gather_until - time.monotonic()))
             except queue.Empty:
                 message = None
         writer.flush(final=ended)
