@@ -21,6 +21,7 @@ Results go to benches/results/e2e.md and e2e.png.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -207,7 +208,13 @@ def histogram_quantiles(text: str, name: str) -> tuple[float | None, float | Non
 
 
 def run_ingestor(
-    sink: str, folder: Path, accounts: int, args: argparse.Namespace, rate: float | None
+    name: str,
+    sink: str,
+    raw_json: bool,
+    folder: Path,
+    accounts: int,
+    args: argparse.Namespace,
+    rate: float | None,
 ) -> Result:
     sim = Simulator(folder, accounts, rate)
     store = folder / f"capture.{sink}"
@@ -217,7 +224,8 @@ def run_ingestor(
          "--sink", sink, "--store", str(store), "--status", "log", "--log-level", "warning",
          "--duration", str(args.warmup + args.seconds + 2), "--no-check"],
         env={**os.environ, **sim.env, "INGESTOR_METRICS_PORT": str(port),
-             "INGESTOR_FLUSH_INTERVAL": str(args.flush_interval)},
+             "INGESTOR_FLUSH_INTERVAL": str(args.flush_interval),
+             "INGESTOR_RAW_JSON": str(raw_json).lower()},
         cwd=folder,
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
@@ -234,9 +242,11 @@ def run_ingestor(
             raise RuntimeError(f"ingestor exited {service.returncode}: {err[-2000:]}")
     finally:
         if service.poll() is None:
-            service.kill()
+            for pid in process_tree(service.pid):  # the collectors and writer too
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            service.wait()
         sim.stop()
-    name = "ingestor" if sink == "duckdb" else f"ingestor ({sink})"
     result = Result(name, accounts, cpu_seconds=cpu, rss_kib=rss)
     result.seconds = (end_ms - start_ms) / 1000
     tables = ["position_snapshots", "wallet_snapshots"]
@@ -277,8 +287,9 @@ def run_one(name: str, accounts: int, args: argparse.Namespace) -> Result:
     """The throughput phase, then the latency phase at the paced rate."""
     print(f"{name}, {accounts} accounts ...", file=sys.stderr, flush=True)
     if name.startswith("ingestor"):
-        sink = name.partition("(")[2].rstrip(")") or "duckdb"
-        runner = lambda *a: run_ingestor(sink, *a)  # noqa: E731
+        sink = "parquet" if "parquet" in name else "duckdb"
+        raw_json = "no raw_json" not in name
+        runner = lambda *a: run_ingestor(name, sink, raw_json, *a)  # noqa: E731
     else:
         runner = lambda *a: run_pipeline(name, *a)  # noqa: E731
     with tempfile.TemporaryDirectory(prefix="bench-e2e-") as tmp:
@@ -334,7 +345,7 @@ def plot(results: list[Result], path: Path) -> bool:
     except ImportError:
         return False
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
-    for name in ["ingestor", "ingestor (parquet)", *PIPELINES]:
+    for name in ["ingestor", "ingestor (no raw_json)", "ingestor (parquet)", *PIPELINES]:
         mine = [r for r in results if r.pipeline == name]
         if not mine:
             continue

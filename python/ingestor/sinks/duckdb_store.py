@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import duckdb
@@ -23,26 +25,55 @@ class StoreBusy(Exception):
     """Another process holds the DuckDB file."""
 
 
-def open_connection(path: Path) -> duckdb.DuckDBPyConnection:
-    try:
-        return duckdb.connect(str(path))
-    except duckdb.IOException as e:
-        if "lock" in str(e).lower():
-            holder = _LOCK_HOLDER.search(str(e))
-            who = f"{holder.group(1)} (PID {holder.group(2)})" if holder else "another process"
-            raise StoreBusy(who) from None
-        raise
+class AttachedFile:
+    """The store's file, attached to one long-lived in-memory DuckDB for the length of a flush.
+
+    Creating a DuckDB instance (`duckdb.connect(path)`) costs about 25 ms of CPU, which a
+    writer committing several times a second paid each time; an ATTACH costs about 3 ms.
+    DETACH releases the file's lock just as closing a connection did, so readers still get in
+    between flushes."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._engine: duckdb.DuckDBPyConnection | None = None
+
+    @contextmanager
+    def attached(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        if self._engine is None:
+            self._engine = duckdb.connect(":memory:")
+        con = self._engine
+        quoted = str(self.path).replace("'", "''")
+        try:
+            con.execute(f"ATTACH '{quoted}' AS store")
+        except duckdb.IOException as e:
+            if "lock" in str(e).lower():
+                holder = _LOCK_HOLDER.search(str(e))
+                who = f"{holder.group(1)} (PID {holder.group(2)})" if holder else "another process"
+                raise StoreBusy(who) from None
+            raise
+        try:
+            con.execute("USE store")
+            yield con
+        finally:
+            con.execute("USE memory")
+            con.execute("DETACH store")
+
+    def close(self) -> None:
+        if self._engine is not None:
+            self._engine.close()
+            self._engine = None
 
 
 class DuckDBStore:
     def __init__(self, path: str | Path, *, spool_dir: str | Path | None = None) -> None:
         self.path = Path(path)
+        self.file = AttachedFile(self.path)
         self.spool = Spool(Path(spool_dir) if spool_dir else self.path.with_suffix(".spool"))
         self._busy_since_warning = False
 
     def create(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open_connection(self.path) as con:
+        with self.file.attached() as con:
             for statement in queries.create_tables() + queries.VIEWS:
                 con.execute(statement)
 
@@ -76,6 +107,7 @@ class DuckDBStore:
 
     def close(self) -> None:
         self.drain()
+        self.file.close()
         if len(self.spool):
             log.warning(
                 "%d spooled batch files remain in %s; they are committed on the next start",
@@ -98,7 +130,7 @@ class DuckDBStore:
         if not tables:
             return 0
         rows = 0
-        with open_connection(self.path) as con:
+        with self.file.attached() as con:
             con.execute("BEGIN")
             try:
                 for name in queries.TABLES:
