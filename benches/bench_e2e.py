@@ -379,7 +379,10 @@ def machine() -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--accounts", default="10,100,1000", help="account counts")
-    parser.add_argument("--pipelines", default="ingestor,ingestor (parquet),seed-style,pure Python")
+    parser.add_argument(
+        "--pipelines",
+        default="ingestor,ingestor (no raw_json),ingestor (parquet),seed-style,pure Python",
+    )
     parser.add_argument("--seconds", type=float, default=10.0, help="measured window")
     parser.add_argument("--warmup", type=float, default=5.0)
     parser.add_argument("--flush-interval", type=float, default=1.0)

@@ -106,11 +106,16 @@ def run(settings: Settings, batches: Any, stats: Any) -> None:
         # What arrives within GATHER_S of the first batch goes into the same commit: the
         # collectors cut their tables at different moments, and a commit per batch would
         # hold the file's lock (and pay a commit's cost) far more often.
+        # A commit also stops growing at batch_size rows: behind a backlog the queue is never
+        # empty, and one ever-growing commit (GBs, seen under the firehose) is far slower per row.
         gather_until = time.monotonic() + GATHER_S
         while message is not None and not ended:
             ended = handle(writer, message)
+            remaining = gather_until - time.monotonic()
+            if remaining <= 0 or writer.pending_rows >= settings.batch_size:
+                break
             try:
-                message = batches.get(timeout=max(0.0, gather_until - time.monotonic()))
+                message = batches.get(timeout=remaining)
             except queue.Empty:
                 message = None
         writer.flush(final=ended)
