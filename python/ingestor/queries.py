@@ -134,13 +134,20 @@ _MACROS: list[str] = [
 VIEWS: list[str] = STORED_VIEWS + macros()
 
 
-def insert_new_rows(table: str, relation: str) -> str:
-    """INSERT of `relation`'s rows into `table`, without rows already stored or repeated."""
+def insert_new_rows(table: str, relation: str, creation_us: tuple[int, int] | None) -> str:
+    """INSERT of `relation`'s rows into `table`, without rows already stored or repeated.
+
+    `creation_us` is the batch's creation_ts range in epoch microseconds. It is written into
+    the query as constants because only a constant range reaches the table scan as a filter,
+    where DuckDB skips every row group outside it: with `(SELECT min(..) FROM relation)` the
+    scan read the whole table on every commit, so commits grew slower as the store grew."""
     keys = DEDUP_KEYS.get(table)
     if keys is None:
         return f"INSERT INTO {table} SELECT * FROM {relation}"
     key_list = ", ".join(keys)
     match = " AND ".join(f"t.{k} IS NOT DISTINCT FROM b.{k}" for k in keys)
+    # make_timestamptz(µs) is epoch-based, so the session's TimeZone cannot shift the range.
+    low, high = creation_us if creation_us else (0, -1)  # no creation time: nothing to match
     # Rows without a message id (REST) are kept as they are; pushes are kept once.
     return f"""
     INSERT INTO {table}
@@ -150,8 +157,8 @@ def insert_new_rows(table: str, relation: str) -> str:
     WHERE (b.message_id IS NULL OR b._dup = 1)
       AND (b.message_id IS NULL OR NOT EXISTS (
             SELECT 1 FROM {table} t
-            WHERE t.creation_ts BETWEEN (SELECT min(creation_ts) FROM {relation})
-                                    AND (SELECT max(creation_ts) FROM {relation})
+            WHERE t.creation_ts BETWEEN make_timestamptz({int(low)}::BIGINT)
+                                    AND make_timestamptz({int(high)}::BIGINT)
               AND {match}))
     """
 

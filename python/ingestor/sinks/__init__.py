@@ -10,12 +10,20 @@ from typing import TYPE_CHECKING, Protocol
 
 import pyarrow as pa
 
+from ingestor import queries
+
 if TYPE_CHECKING:
     import duckdb
 
 log = logging.getLogger(__name__)
 
 Batches = Sequence[tuple[str, pa.RecordBatch]]
+
+#: DuckDB settings of a writer's own connection. One thread: DuckDB's worker threads spun
+#: waiting on each other (12% of the writer's CPU in `TaskExecutor::WorkOnTasks`) on a box
+#: whose cores the collectors need; at 100 accounts end to end this took CPU per message
+#: from 86 to 33 µs with raw_json and from 33 to 22 µs without.
+WRITER_DUCKDB_CONFIG = {"threads": 1}
 
 
 class Store(Protocol):
@@ -39,6 +47,27 @@ def group_by_table(batches: Batches) -> dict[str, pa.Table]:
         if batch.num_rows:
             grouped.setdefault(name, []).append(batch)
     return {name: pa.Table.from_batches(parts) for name, parts in grouped.items()}
+
+
+def insert_new(con: duckdb.DuckDBPyConnection, name: str, rows: pa.Table) -> int:
+    """Inserts `rows` into table `name` inside the caller's transaction, without the pushes
+    the table already holds (a replay after a reconnect) or repeats within `rows`; returns
+    the number of rows inserted."""
+    import pyarrow.compute as pc
+
+    creation_us = None
+    if "creation_ts" in rows.column_names:
+        column = rows["creation_ts"].cast(pa.timestamp("us", "UTC")).cast(pa.int64())
+        bounds = pc.min_max(column)
+        if bounds["min"].is_valid:
+            creation_us = (bounds["min"].as_py(), bounds["max"].as_py())
+    con.register("incoming", rows)
+    try:
+        # DuckDB answers an INSERT with the number of rows it inserted.
+        sql = queries.insert_new_rows(name, "incoming", creation_us)
+        return con.execute(sql).fetchone()[0]
+    finally:
+        con.unregister("incoming")
 
 
 def open_store(

@@ -13,7 +13,7 @@ from pathlib import Path
 import duckdb
 
 from ingestor import queries
-from ingestor.sinks import Batches, group_by_table
+from ingestor.sinks import WRITER_DUCKDB_CONFIG, Batches, group_by_table, insert_new
 from ingestor.sinks.spool import Spool
 
 log = logging.getLogger(__name__)
@@ -40,7 +40,7 @@ class AttachedFile:
     @contextmanager
     def attached(self) -> Iterator[duckdb.DuckDBPyConnection]:
         if self._engine is None:
-            self._engine = duckdb.connect(":memory:")
+            self._engine = duckdb.connect(":memory:", config=WRITER_DUCKDB_CONFIG)
         con = self._engine
         quoted = str(self.path).replace("'", "''")
         try:
@@ -136,10 +136,7 @@ class DuckDBStore:
                 for name in queries.TABLES:
                     if name not in tables:
                         continue
-                    con.register("incoming", tables[name])
-                    # DuckDB answers an INSERT with the number of rows it inserted.
-                    rows += con.execute(queries.insert_new_rows(name, "incoming")).fetchone()[0]
-                    con.unregister("incoming")
+                    rows += insert_new(con, name, tables[name])
                 con.execute("COMMIT")
             except BaseException:
                 con.execute("ROLLBACK")

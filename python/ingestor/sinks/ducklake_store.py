@@ -24,7 +24,7 @@ from pathlib import Path
 import duckdb
 
 from ingestor import queries
-from ingestor.sinks import Batches, group_by_table
+from ingestor.sinks import WRITER_DUCKDB_CONFIG, Batches, group_by_table, insert_new
 from ingestor.sinks.spool import Spool
 
 log = logging.getLogger(__name__)
@@ -109,6 +109,7 @@ def connect(target: Lake, *, read_only: bool) -> duckdb.DuckDBPyConnection:
             "extension_directory": str(extension_directory()),
             "autoinstall_known_extensions": False,
             "autoload_known_extensions": False,
+            **({} if read_only else WRITER_DUCKDB_CONFIG),
         }
     )
     try:
@@ -288,11 +289,9 @@ class DuckLakeStore:
             for name in queries.TABLES:
                 if name not in tables:
                     continue
-                con.register("incoming", tables[name])
                 # The anti-join reads the lake's own rows: a replayed push is stored once,
                 # as in the DuckDB store.
-                rows += con.execute(queries.insert_new_rows(name, "incoming")).fetchone()[0]
-                con.unregister("incoming")
+                rows += insert_new(con, name, tables[name])
             con.execute(
                 f"CALL {LAKE}.set_commit_message(?, ?)", [self.author, f"flush: {rows} rows"]
             )
