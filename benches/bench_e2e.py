@@ -393,7 +393,7 @@ def main() -> None:
         "--pipelines",
         default="ingestor,ingestor (no raw_json),ingestor (parquet),seed-style,pure Python",
     )
-    parser.add_argument("--seconds", type=float, default=10.0, help="measured window")
+    parser.add_argument("--seconds", type=float, default=15.0, help="measured window")
     parser.add_argument("--warmup", type=float, default=5.0)
     parser.add_argument("--flush-interval", type=float, default=1.0)
     parser.add_argument(
