@@ -17,6 +17,7 @@ import pyarrow as pa
 
 import ingestor
 from ingestor import queries
+from ingestor.sinks import insert_new
 from ingestor.sinks.duckdb_store import DuckDBStore
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -197,3 +198,29 @@ def test_query_command_prints_named_and_free_queries(tmp_path):
     assert wrong.returncode == 1 and "error:" in wrong.stderr
     missing = run_query("gaps", "--store", str(tmp_path / "absent.duckdb"))
     assert missing.returncode == 2 and "does not exist" in missing.stderr
+
+
+def test_replays_inside_a_wider_batch_are_dropped_whatever_the_session_time_zone(tmp_path):
+    # The batch's creation-time range goes into the SQL as constants; a session TimeZone must
+    # not shift it, and replays in the middle of the range must still be found.
+    path = tmp_path / "c.duckdb"
+    DuckDBStore(path).create()
+    base = 1_700_000_000_000
+    old = [position_push(f"m{i}", base + i * 1000, "1", i) for i in (1, 3)]
+    new = [position_push(f"m{i}", base + i * 1000, "1", i) for i in (2, 4)]
+    with duckdb.connect(str(path)) as con:
+        con.execute("SET TimeZone = 'Asia/Tokyo'")
+        con.execute("BEGIN")
+        assert insert_new(con, "position_snapshots", table_of(old)) == 2
+        con.execute("COMMIT")
+        con.execute("BEGIN")
+        assert insert_new(con, "position_snapshots", table_of([new[0], *old, new[1]])) == 2
+        con.execute("COMMIT")
+    ids = query(path, "SELECT message_id FROM position_snapshots ORDER BY creation_ts")
+    assert [i for (i,) in ids] == ["m1", "m2", "m3", "m4"]
+
+
+def table_of(frames: list[bytes]) -> pa.Table:
+    return pa.Table.from_batches(
+        [ingestor.decode(frames, account_id="acct-1")["position_snapshots"]]
+    )
