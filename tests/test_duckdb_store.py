@@ -17,7 +17,7 @@ import pyarrow as pa
 
 import ingestor
 from ingestor import queries
-from ingestor.sinks import insert_new
+from ingestor.sinks import insert_new, open_positions
 from ingestor.sinks.duckdb_store import DuckDBStore
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -224,3 +224,32 @@ def table_of(frames: list[bytes]) -> pa.Table:
     return pa.Table.from_batches(
         [ingestor.decode(frames, account_id="acct-1")["position_snapshots"]]
     )
+
+
+HOLD_WRITABLE = """
+import sys, time, duckdb
+con = duckdb.connect(sys.argv[1])
+print("holding", flush=True)
+time.sleep(float(sys.argv[2]))
+"""
+
+
+def test_open_positions_wait_for_a_writer_to_let_the_file_go(tmp_path, caplog):
+    path = tmp_path / "c.duckdb"
+    store = DuckDBStore(path)
+    store.create()
+    store.write(batches([position_push("m1", 1_700_000_000_000, "2", 1)]))
+    store.close()
+    expected = {"acct-1": [("linear", "BTCUSDT", 2)]}
+    for wait_s, found in [(0.0, {}), (10.0, expected)]:
+        writer = subprocess.Popen(
+            [sys.executable, "-c", HOLD_WRITABLE, str(path), "1"], stdout=subprocess.PIPE, text=True
+        )
+        try:
+            assert writer.stdout.readline().strip() == "holding"
+            with caplog.at_level(logging.WARNING, logger="ingestor.sinks"):
+                caplog.clear()
+                assert open_positions("duckdb", path, wait_s=wait_s) == found
+            assert bool(caplog.records) == (not found), "a read given up is reported"
+        finally:
+            writer.wait(timeout=30)

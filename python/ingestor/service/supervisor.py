@@ -32,9 +32,16 @@ COLLECTOR_DRAIN_S = 30.0
 WRITER_DRAIN_S = 120.0
 
 
-def open_positions(settings: Settings) -> dict[str, list[tuple[str, str, int]]]:
+#: How long a restarted collector's read of the open positions waits for the writer to let
+#: go of the DuckDB file between flushes.
+OPEN_POSITIONS_WAIT_S = 5.0
+
+
+def open_positions(
+    settings: Settings, wait_s: float = 0.0
+) -> dict[str, list[tuple[str, str, int]]]:
     """Positions the store saw open, for a (re)started collector's first resync."""
-    return sinks.open_positions(settings.sink.kind, settings.sink.path)
+    return sinks.open_positions(settings.sink.kind, settings.sink.path, wait_s=wait_s)
 
 
 #: What a shard spreads accounts over. Each use hashes with its own salt: with one hash for
@@ -119,10 +126,13 @@ class Supervisor:
             self.stopping = True
             self.telemetry.phase("draining")
 
-    def _start_collector(self, handle: CollectorHandle) -> None:
+    def _start_collector(
+        self, handle: CollectorHandle, known: dict[str, list[tuple[str, str, int]]] | None = None
+    ) -> None:
         receive, send = self.ctx.Pipe(duplex=False)
         handle.stop = self.ctx.Event()
-        known = open_positions(self.settings)
+        if known is None:  # a restart: the writer holds the file during its flushes
+            known = open_positions(self.settings, wait_s=OPEN_POSITIONS_WAIT_S)
         specs = [
             {**a.engine_spec(), "open_positions": known.get(a.id, [])} for a in handle.accounts
         ]
@@ -175,6 +185,9 @@ class Supervisor:
             return 1
         if not self.stopping:
             self.telemetry.phase("capturing")
+        # Read before the writer starts: once it runs it holds the DuckDB file while it
+        # creates tables and flushes, and a read that meets the lock finds nothing.
+        known = open_positions(settings)
         to_writer = self.ctx.Queue(maxsize=WRITER_QUEUE_BATCHES)
         from_writer = self.ctx.Queue()
         writer_process = self.ctx.Process(
@@ -187,7 +200,7 @@ class Supervisor:
         groups = shard(accounts, max(1, min(settings.workers, len(accounts))))
         handles = [CollectorHandle(i, group) for i, group in enumerate(groups)]
         for handle in handles:
-            self._start_collector(handle)
+            self._start_collector(handle, known)
         log.info(
             "capturing %d accounts with %d collectors into %s %s",
             len(accounts),

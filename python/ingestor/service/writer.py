@@ -76,7 +76,7 @@ GATHER_S = 0.05
 #: commit once reached 2.4 GB and ran 3-5x slower per row; a small one is slow too: DuckDB
 #: writes a commit of fewer rows than a row group (122,880) through its WAL and rewrites the
 #: file's partly filled row group when the file is let go (measured: 10,000-row commits cost
-#: 10-190 µs a row, 122,880-row commits 4-5 µs a row). Two row groups' worth sits between.
+#: 10-190 µs a row, 122,880-row commits 4-10 µs a row). Two row groups' worth sits between.
 COMMIT_ROWS = 245_760
 
 

@@ -4,6 +4,7 @@ commits them as one unit per flush."""
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -122,22 +123,29 @@ def store_exists(kind: str, path: str | Path) -> bool:
     return Path(path).exists()
 
 
-def open_positions(kind: str, path: str | Path) -> dict[str, list[tuple[str, str, int]]]:
+def open_positions(
+    kind: str, path: str | Path, *, wait_s: float = 0.0
+) -> dict[str, list[tuple[str, str, int]]]:
     """{account: [(category, symbol, position_idx)]} last seen open in the store, for a
-    (re)started collector's first resync; empty when the store is new or cannot be read now
-    (the resync then falls back to the exchange's listing alone)."""
+    (re)started collector's first resync; empty when the store is new or cannot be read (the
+    resync then falls back to the exchange's listing alone). A store locked by its writer is
+    tried again for up to `wait_s` seconds: the writer lets it go between flushes."""
     import duckdb
-
-    from ingestor import queries
 
     if not store_exists(kind, path):
         return {}
-    try:
-        with open_reader(kind, path) as con:
-            rows = con.execute(queries.OPEN_POSITIONS).fetchall()
-    except duckdb.Error as e:
-        log.warning("could not read open positions from %s: %s", path, e)
-        return {}
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            with open_reader(kind, path) as con:
+                rows = con.execute(queries.OPEN_POSITIONS).fetchall()
+            break
+        except duckdb.Error as e:
+            if "lock" in str(e).lower() and time.monotonic() < deadline:
+                time.sleep(0.02)
+                continue
+            log.warning("could not read open positions from %s: %s", path, e)
+            return {}
     found: dict[str, list[tuple[str, str, int]]] = {}
     for account, category, symbol, idx in rows:
         found.setdefault(account, []).append((category, symbol, idx))
