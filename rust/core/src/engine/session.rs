@@ -22,7 +22,7 @@ use crate::engine::stats::{AccountStats, State};
 use crate::engine::Shared;
 use crate::events::{ConnectionEvent, Event};
 use crate::protocol::{
-    ControlFrame, OP_AUTH, OP_PING, OP_PONG, OP_SUBSCRIBE, POSITION_TOPIC, WS_AUTH_VALIDITY_MS,
+    ControlFrame, OP_AUTH, OP_PING, OP_SUBSCRIBE, POSITION_TOPIC, WS_AUTH_VALIDITY_MS,
 };
 use crate::sign::{redact_key, ws_auth_signature};
 
@@ -348,12 +348,12 @@ impl Session {
                         Some(Err(e)) => return lost_now(format!("read failed: {e}")),
                         Some(Ok(message)) => message,
                     };
+                    // Any frame shows the connection alive, not only the pong: behind a
+                    // backlog of pushes the pong waits in line, and at 1,000 busy accounts
+                    // it waited longer than pong_timeout and live connections were dropped.
                     match self.on_message(&message) {
-                        Received::Control(c) if c.op == OP_PONG || c.op == OP_PING => {
-                            awaiting_pong = None;
-                        }
                         Received::Closed(reason) => return lost_now(reason),
-                        _ => {}
+                        _ => awaiting_pong = None,
                     }
                 }
                 _ = ping.tick() => {
