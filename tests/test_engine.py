@@ -164,6 +164,22 @@ def test_a_silent_server_is_left_for_a_new_connection():
     assert any("no pong" in (r or "") for r in reasons), reasons
 
 
+def test_a_busy_connection_whose_pongs_come_late_is_kept():
+    # Pushes keep coming while each pong waits 1.5 s, longer than pong_timeout: the pushes
+    # show the connection alive (behind a backlog a pong waits in line like this).
+    faults = FaultConfig(pong_delay_s=1.5)
+    with Exchange(accounts=1, seed=6, market=False, faults=faults).running_in_thread() as ex:
+        collector = Collector(specs(ex), **{**FAST, "ping_interval": 0.2, "pong_timeout": 0.6})
+        captured = Captured()
+        assert wait_until(lambda: all_live(collector, 1), timeout=10)
+        trade(ex, collector, captured, 3.0)  # a market step, so pushes, every 50 ms
+        captured.add(collector.close())
+        delayed = ex.report()["faults"]["pong_delay"]
+    assert sum(delayed.values()) >= 5, "pongs were asked for and delayed"
+    assert captured.events().count("subscribed") == 1, captured.events()
+    assert sum(ws_messages(captured).values()) > 0
+
+
 def test_broken_and_unknown_frames_become_rejects_and_duplicates_are_kept_for_the_store():
     faults = FaultConfig(broken_frame_rate=0.2, unknown_topic_rate=0.1, duplicate_rate=0.2)
     with Exchange(

@@ -96,6 +96,9 @@ def parser() -> argparse.ArgumentParser:
         "--ping-silence-after", type=float, help="seconds after auth when pongs and pushes stop"
     )
     faults.add_argument(
+        "--pong-delay", type=float, default=0.0, help="seconds each pong comes late (pushes flow)"
+    )
+    faults.add_argument(
         "--slow-send", type=float, default=0.0, help="seconds of delay before every frame"
     )
     faults.add_argument(
@@ -118,6 +121,7 @@ def fault_config(args: argparse.Namespace) -> FaultConfig:
         unknown_topic_rate=args.unknown_topic_rate,
         duplicate_rate=args.duplicate_rate,
         ping_silence_after=args.ping_silence_after,
+        pong_delay_s=args.pong_delay,
         slow_send_s=args.slow_send,
         rest_error_rate=args.rest_error_rate,
         rest_rate_limit=args.rest_rate_limit,

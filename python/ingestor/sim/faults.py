@@ -25,6 +25,7 @@ FaultKind = Literal[
     "unknown_topic",
     "duplicate",
     "ping_silence",
+    "pong_delay",
     "slow_send",
     "rest_error",
     "rest_rate_limit",
@@ -36,6 +37,7 @@ FAULT_KINDS: tuple[FaultKind, ...] = (
     "unknown_topic",
     "duplicate",
     "ping_silence",
+    "pong_delay",
     "slow_send",
     "rest_error",
     "rest_rate_limit",
@@ -65,6 +67,9 @@ class FaultConfig:
     duplicate_rate: float = 0.0
     #: Seconds after auth when a connection turns zombie: open, but no pongs and no pushes.
     ping_silence_after: float | None = None
+    #: Seconds each pong comes late while pushes keep flowing: a busy connection, whose pong
+    #: waits behind the pushes queued before it.
+    pong_delay_s: float = 0.0
     #: Delay before every frame sent to the account's connections.
     slow_send_s: float = 0.0
     #: Probability that a signed REST request gets retCode 10016.

@@ -283,7 +283,7 @@ class Server:
         if op == "ping":
             self.counters[session.account_id]["ping"] += 1
             if not session.zombie:
-                self._answer(session, p.pong(session.conn_id, req_id, now_ms()))
+                self._pong(session, req_id)
         elif op == "auth":
             ret_msg = self._auth(session, args)
             self._answer(session, p.op_answer("auth", session.conn_id, req_id, ret_msg))
@@ -303,6 +303,16 @@ class Server:
 
     def _answer(self, session: Session, answer: dict[str, Any]) -> None:
         session.send(orjson.dumps(answer))
+
+    def _pong(self, session: Session, req_id: object) -> None:
+        pong = p.pong(session.conn_id, req_id, now_ms())
+        delay = self.faults.config(session.account_id).pong_delay_s if session.account else 0
+        if delay <= 0:
+            self._answer(session, pong)
+            return
+        self.faults.hit("pong_delay", session.account_id)
+        timer = asyncio.get_running_loop().call_later(delay, self._answer, session, pong)
+        session.timers.append(timer)
 
     def _auth(self, session: Session, args: object) -> str:
         """Check an auth request; "" on success, else Bybit's failure text."""
