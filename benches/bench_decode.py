@@ -146,7 +146,11 @@ def make_frames(count: int, wallet_share: float, seed: int = 7) -> list[bytes]:
                 {"id": f"{i:08x}-bench", "topic": topic, "creationTime": now_ms, "data": data}
             )
         )
-    return frames
+    # Laid out back to back, as a reader allocates frames one after another off a socket.
+    # Built one by one above, each frame sits among the generator's dicts, and reading them
+    # cost every decoder here cache and TLB misses no receiver pays (ingestor.decode 1.23 vs
+    # 0.87 µs a position push in one run).
+    return b"\n".join(frames).split(b"\n")
 
 
 class SeedRow:

@@ -15,24 +15,30 @@ use ingestor_core::{Decoder, Table};
 const RUNS: usize = 5;
 const BATCH: usize = 10_000;
 
-/// The parse the decoder does, without Arrow: position pushes of the common shape through the
-/// flat fast path, everything else through serde.
+/// The parse the decoder does, without Arrow: pushes of the common shape through the flat
+/// fast path, everything else through serde.
 fn parse_only(frames: &[Vec<u8>]) -> usize {
     let mut elements = 0;
-    let mut scratch: flat::Elements<'static> = Vec::new();
-    let mut order = flat::KeyOrder::default();
+    let mut scratch = flat::Parsed::default();
+    let mut orders = flat::KeyOrders::default();
     for frame in frames {
         let text = std::str::from_utf8(frame).expect("bench frames are UTF-8");
-        let mut parsed = flat::recycle(std::mem::take(&mut scratch));
-        if flat::position_frame(text, &mut parsed, &mut order).is_some() {
+        let mut parsed = std::mem::take(&mut scratch).recycle();
+        if flat::push_frame(text, &mut parsed, &mut orders).is_some() {
             elements += parsed
+                .positions
                 .iter()
                 .map(|(_, p)| black_box(p.size.0.is_some() as usize))
                 .sum::<usize>();
-            scratch = flat::recycle(parsed);
+            elements += parsed
+                .wallets
+                .iter()
+                .map(|(_, w)| black_box(w.coin.len()))
+                .sum::<usize>();
+            scratch = parsed.recycle();
             continue;
         }
-        scratch = flat::recycle(parsed);
+        scratch = parsed.recycle();
         elements += serde_parse(text);
     }
     elements

@@ -104,10 +104,10 @@ pub struct Decoder {
     wallets: WalletColumns,
     rejects: RejectColumns,
     events: ConnectionEventColumns,
-    /// The flat fast path's element buffer, kept between frames (always empty here).
-    scratch: flat::Elements<'static>,
-    /// The field order of recent position elements, the fast path's first guess.
-    key_order: flat::KeyOrder,
+    /// The flat fast path's element buffers, kept between frames (always empty here).
+    scratch: flat::Parsed<'static>,
+    /// The field order of recent elements, the fast path's first guess.
+    key_orders: flat::KeyOrders,
     /// Off only in tests, to compare the fast path with the serde path.
     fast_path: bool,
     /// Frames the fast path decoded (tests check it is taken, or not).
@@ -129,8 +129,8 @@ impl Decoder {
             wallets: WalletColumns::with_capacity(1024),
             rejects: RejectColumns::with_capacity(16),
             events: ConnectionEventColumns::with_capacity(16),
-            scratch: Vec::new(),
-            key_order: flat::KeyOrder::default(),
+            scratch: flat::Parsed::default(),
+            key_orders: flat::KeyOrders::default(),
             fast_path: true,
             #[cfg(test)]
             fast_frames: 0,
@@ -206,10 +206,10 @@ impl Decoder {
             }
         };
         if self.fast_path {
-            let mut elements = flat::recycle(std::mem::take(&mut self.scratch));
-            let outcome = flat::position_frame(text, &mut elements, &mut self.key_order)
-                .map(|frame| self.append_flat(account_id, frame, &elements, local_ts, &reject));
-            self.scratch = flat::recycle(elements);
+            let mut parsed = std::mem::take(&mut self.scratch).recycle();
+            let outcome = flat::push_frame(text, &mut parsed, &mut self.key_orders)
+                .map(|frame| self.append_flat(account_id, frame, &parsed, local_ts, &reject));
+            self.scratch = parsed.recycle();
             if let Some(outcome) = outcome {
                 return outcome;
             }
@@ -348,8 +348,8 @@ impl Decoder {
     fn append_flat<'a>(
         &mut self,
         account_id: &'a str,
-        frame: flat::PositionFrame<'a>,
-        elements: &flat::Elements<'a>,
+        frame: flat::PushFrame<'a>,
+        parsed: &flat::Parsed<'a>,
         local_ts: i64,
         reject: &Reject<'a>,
     ) -> FrameOutcome {
@@ -370,17 +370,29 @@ impl Decoder {
             message_id: frame.id,
         };
         let (mut rows, mut rejected) = (0, 0);
-        for (index, (text, element)) in elements.iter().enumerate() {
-            let raw_json = self.config.keep_raw.then_some(*text);
-            let appended = self
-                .positions
-                .append(element, frame.category, &provenance, raw_json)
-                .map(|()| 1)
-                .map_err(|e| e.to_string());
-            self.count_element(index, text, appended, &reject, &mut rows, &mut rejected);
-        }
+        let keep_raw = self.config.keep_raw;
+        let table = if let TopicKind::Position { category } = frame.kind {
+            for (index, (text, element)) in parsed.positions.iter().enumerate() {
+                let appended = self
+                    .positions
+                    .append(element, category, &provenance, keep_raw.then_some(*text))
+                    .map(|()| 1)
+                    .map_err(|e| e.to_string());
+                self.count_element(index, text, appended, &reject, &mut rows, &mut rejected);
+            }
+            Table::PositionSnapshots
+        } else {
+            for (index, (text, element)) in parsed.wallets.iter().enumerate() {
+                let appended = self
+                    .wallets
+                    .append(element, &provenance, keep_raw.then_some(*text))
+                    .map_err(|e| e.to_string());
+                self.count_element(index, text, appended, &reject, &mut rows, &mut rejected);
+            }
+            Table::WalletSnapshots
+        };
         FrameOutcome::Push {
-            table: Table::PositionSnapshots,
+            table,
             rows,
             rejected,
         }
@@ -566,8 +578,10 @@ fn explain<'a, T: Deserialize<'a>>(text: &'a str) -> String {
 #[cfg(test)]
 mod fast_path_tests {
     use super::*;
+    use crate::wallet::WalletCoin;
 
     const PUSH: &str = include_str!("../../../tests/fixtures/position_push.json");
+    const WALLET: &str = include_str!("../../../tests/fixtures/wallet_push.json");
     const ACCOUNT: &str = "acct-1";
     const LOCAL_TS: i64 = 1_700_000_000_000_000;
 
@@ -649,11 +663,52 @@ mod fast_path_tests {
 
     #[test]
     fn fast_path_reads_the_fields_serde_reads() {
-        let mut ours = PositionElement::FLAT_KEYS.to_vec();
-        let mut theirs = serde_fields::<PositionElement>().to_vec();
-        ours.sort_unstable();
-        theirs.sort_unstable();
-        assert_eq!(ours, theirs);
+        fn same(ours: &[&str], theirs: &[&str]) {
+            let (mut ours, mut theirs) = (ours.to_vec(), theirs.to_vec());
+            ours.sort_unstable();
+            theirs.sort_unstable();
+            assert_eq!(ours, theirs);
+        }
+        same(
+            &PositionElement::FLAT_KEYS,
+            serde_fields::<PositionElement>(),
+        );
+        same(&WalletElement::FLAT_KEYS, serde_fields::<WalletElement>());
+        same(&WalletCoin::FLAT_KEYS, serde_fields::<WalletCoin>());
+    }
+
+    #[test]
+    fn documented_wallet_push_takes_the_fast_path() {
+        assert!(check(WALLET));
+        let mut pair = Pair::new(DecoderConfig {
+            keep_raw: false,
+            ..DecoderConfig::default()
+        });
+        assert!(pair.check(WALLET.as_bytes()));
+        let mut decoder = Decoder::default();
+        let outcome = decoder.decode_frame(ACCOUNT, WALLET.as_bytes(), LOCAL_TS);
+        assert_eq!(
+            outcome,
+            FrameOutcome::Push {
+                table: Table::WalletSnapshots,
+                rows: 2,
+                rejected: 0
+            }
+        );
+        assert_eq!(decoder.fast_frames, 1);
+    }
+
+    /// `WALLET` with its element's account-level fields before `coin` replaced by `fields`
+    /// (a JSON object body) and its coins by `coins` (the body of the `coin` array).
+    fn wallet_with(fields: &str, coins: &str) -> String {
+        let start = WALLET.find("[{").unwrap() + 2;
+        let end = WALLET.find(r#"}],"accountLTV""#).unwrap() + 2;
+        let comma = if fields.is_empty() { "" } else { "," };
+        format!(
+            r#"{}{fields}{comma}"coin":[{coins}]{}"#,
+            &WALLET[..start],
+            &WALLET[end..]
+        )
     }
 
     #[test]
@@ -676,47 +731,50 @@ mod fast_path_tests {
         );
     }
 
+    /// Every kind of value a field might hold, good and bad.
+    const VALUES: [&str; 37] = [
+        r#""1.5""#,
+        r#""-0.000000000000000001""#,
+        r#""""#,
+        "null",
+        "7",
+        "-7",
+        "0",
+        "true",
+        "false",
+        r#""true""#,
+        r#""abc""#,
+        r#""+5""#,
+        r#""1e3""#,
+        r#""0.1234567890123456789""#,
+        r#""99999999999999999999""#,
+        r#""12345678901234567890""#,
+        "1.5",
+        "-0",
+        "01",
+        "123456789012345678",
+        "1234567890123456789",
+        "99999999999999999999",
+        "1e5",
+        r#""9223372036854775807""#,
+        r#""-1""#,
+        r#""  1""#,
+        r#""1.""#,
+        r#"".5""#,
+        r#""-""#,
+        r#""1\u0030""#,
+        r#""a\"b""#,
+        "[]",
+        "{}",
+        r#"{"a":1}"#,
+        "tru",
+        "nul",
+        r#""BTC\n""#,
+    ];
+
     #[test]
     fn every_field_agrees_on_every_kind_of_value() {
-        let values = [
-            r#""1.5""#,
-            r#""-0.000000000000000001""#,
-            r#""""#,
-            "null",
-            "7",
-            "-7",
-            "0",
-            "true",
-            "false",
-            r#""true""#,
-            r#""abc""#,
-            r#""+5""#,
-            r#""1e3""#,
-            r#""0.1234567890123456789""#,
-            r#""99999999999999999999""#,
-            r#""12345678901234567890""#,
-            "1.5",
-            "-0",
-            "01",
-            "123456789012345678",
-            "1234567890123456789",
-            "99999999999999999999",
-            "1e5",
-            r#""9223372036854775807""#,
-            r#""-1""#,
-            r#""  1""#,
-            r#""1.""#,
-            r#"".5""#,
-            r#""-""#,
-            r#""1\u0030""#,
-            r#""a\"b""#,
-            "[]",
-            "{}",
-            r#"{"a":1}"#,
-            "tru",
-            "nul",
-            r#""BTC\n""#,
-        ];
+        let values = VALUES;
         let mut pair = Pair::new(DecoderConfig::default());
         let mut fast = 0;
         for key in PositionElement::FLAT_KEYS {
@@ -732,6 +790,94 @@ mod fast_path_tests {
         // Most combinations are plain enough for the fast path; the rest went to serde.
         let total = 2 * PositionElement::FLAT_KEYS.len() * values.len();
         assert!(fast > total / 3 && fast < total, "{fast} of {total}");
+    }
+
+    #[test]
+    fn every_wallet_field_agrees_on_every_kind_of_value() {
+        let mut pair = Pair::new(DecoderConfig::default());
+        let (mut fast, mut total) = (0, 0);
+        let coin = r#"{"coin":"BTC","equity":"1"}"#;
+        for value in VALUES {
+            for key in WalletElement::FLAT_KEYS {
+                // Not a field the fixture keeps after `coin`: a repeat is a duplicate.
+                let base = r#""accountIMRate":"0""#;
+                for fields in [
+                    format!(r#""{key}":{value},{base}"#),
+                    format!(r#"{base},"{key}":{value}"#),
+                ] {
+                    fast += pair.check(wallet_with(&fields, coin).as_bytes()) as usize;
+                    total += 1;
+                }
+            }
+            for key in WalletCoin::FLAT_KEYS {
+                for coins in [
+                    format!(r#"{{"{key}":{value},"coin":"BTC"}}"#),
+                    format!(r#"{{"coin":"BTC","{key}":{value}}},{coin}"#),
+                ] {
+                    fast += pair.check(wallet_with("", &coins).as_bytes()) as usize;
+                    total += 1;
+                }
+            }
+        }
+        assert!(fast > total / 3 && fast < total, "{fast} of {total}");
+    }
+
+    /// The `data` array of `WALLET`.
+    fn wallet_data() -> &'static str {
+        let wallet = WALLET.trim_end();
+        &wallet[wallet.find("\"data\":").unwrap() + 7..wallet.len() - 1]
+    }
+
+    #[test]
+    fn tricky_wallet_frames_agree_and_take_the_expected_path() {
+        let coin = r#"{"coin":"USDT","walletBalance":"5","collateralSwitch":false}"#;
+        let fast = [
+            WALLET.to_owned(),
+            WALLET
+                .replace(':', " : ")
+                .replace(',', " ,\n")
+                .replace('[', " [ ")
+                .replace(']', " ] "),
+            wallet_with("", ""),
+            wallet_with("", &[coin; 30].join(",")),
+            wallet_with(r#""newField":1,"totalEquity":"-3.5""#, coin),
+            // A coin without its name: a reject the append decides, on either path.
+            wallet_with("", r#"{"equity":"1"}"#),
+            // An element without its account type, beside a good one.
+            WALLET.replace("}]}", r#"},{"coin":[]}]}"#),
+            // Envelope keys in another order.
+            format!(
+                r#"{{"topic":"wallet","data":{},"creationTime":1,"id":"x"}}"#,
+                wallet_data()
+            ),
+        ];
+        for frame in &fast {
+            assert!(check(frame), "fast path expected for {frame}");
+        }
+        let serde = [
+            WALLET.replace("\"USDT\"", r#""US\u0044T""#),
+            wallet_with("", r#"{"coin":"BTC","extra":{"a":1}}"#),
+            wallet_with("", r#"{"coin":"BTC"},[]"#),
+            wallet_with("", r#"{"coin":"BTC"},"x""#),
+            wallet_with("", r#"{"coin":"BTC","coin":"ETH"}"#),
+            wallet_with(r#""coin":[]"#, coin),
+            WALLET.replace(r#""coin":["#, r#""coin":null,"x":["#),
+            WALLET.replace(r#""coin":["#, r#""coin":{"a":["#),
+            WALLET.replace(r#""equity":"0.00102964""#, r#""equity":0.00102964"#),
+            WALLET.replace("}]}", "}]}x"),
+            WALLET.replace("}]}", "},]}"),
+            WALLET.replace(r#"}],"accountLTV""#, r#"},],"accountLTV""#),
+            WALLET.replace("\"wallet\"", "\"wallet.x\""),
+            // Data first, then a wallet topic: read as positions, so left to serde.
+            format!(
+                r#"{{"data":{},"topic":"wallet","creationTime":1}}"#,
+                wallet_data()
+            ),
+        ];
+        for frame in &serde {
+            assert_ne!(frame, WALLET, "an edit that matched nothing");
+            assert!(!check(frame), "serde path expected for {frame}");
+        }
     }
 
     #[test]
@@ -755,6 +901,8 @@ mod fast_path_tests {
             // Out of range for its column: a reject the append decides, on either path.
             push_with(r#""symbol":"X","positionIdx":3000000000,"updatedTime":1"#),
             push_with(r#""symbol":"X","positionIdx":0"#),
+            // Position fields under the wallet topic: unknown there, and no account type.
+            PUSH.replace("\"position\"", "\"wallet\""),
         ];
         for frame in &fast {
             assert!(check(frame), "fast path expected for {frame}");
@@ -795,7 +943,6 @@ mod fast_path_tests {
                 r#""creationTime":9223372036854776"#,
             ),
             // Not a position push of the common shape.
-            PUSH.replace("\"position\"", "\"wallet\""),
             PUSH.replace("\"position\"", "\"order\""),
             PUSH.replace("\"position\"", "\"position.spot\""),
             PUSH.replace("\"position\"", "\"\""),
@@ -853,9 +1000,9 @@ mod fast_path_tests {
         ];
         let mut pair = Pair::new(DecoderConfig::default());
         let mut fast = 0;
-        let rounds = 20_000;
-        for _ in 0..rounds {
-            let mut frame = PUSH.to_owned();
+        let rounds = 30_000;
+        for round in 0..rounds {
+            let mut frame = if round % 3 == 2 { WALLET } else { PUSH }.to_owned();
             for _ in 0..rng.usize(1..=3) {
                 let mut at = rng.usize(..=frame.len());
                 while !frame.is_char_boundary(at) {

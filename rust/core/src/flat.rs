@@ -1,20 +1,90 @@
-//! The fast path for the common shape of a position push: one pass over the frame, straight
-//! into the typed elements, with no second parse of each element.
+//! The fast path for the common shape of a push: one pass over the frame, straight into the
+//! typed elements, with no second parse of each element.
 //!
-//! Bybit sends `{"id":..,"topic":"position",..,"creationTime":..,"data":[{flat object}]}`,
-//! where every element is a flat object of strings, integers, booleans and nulls without
-//! escapes. This reader handles exactly that and nothing more. It is not a JSON parser: on
-//! anything it does not fully handle (an escape, a control character, a nested value, a
-//! fraction or exponent, a long or odd number, a duplicate known key, a control frame, a
-//! topic other than a position topic, a value of the wrong type, a value the rules refuse,
-//! trailing text, ...) it gives up and returns `None`, and the decoder reads the frame again
-//! with serde, which stays the reference for every case. So the fast path only ever produces
-//! what the serde path would, and the serde path alone decides failures and their reasons.
+//! Bybit sends `{"id":..,"topic":"position",..,"creationTime":..,"data":[{..}]}`, where every
+//! position element is a flat object of strings, integers, booleans and nulls without escapes,
+//! and every wallet element is such an object with one nested array, `coin`, of flat objects.
+//! This reader handles exactly that and nothing more. It is not a JSON parser: on anything it
+//! does not fully handle (an escape, a control character, a nested value other than `coin`,
+//! a fraction or exponent, a long or odd number, a duplicate known key, a control frame, a
+//! topic other than a position or wallet topic, a value of the wrong type, a value the rules
+//! refuse, trailing text, ...) it gives up and returns `None`, and the decoder reads the frame
+//! again with serde, which stays the reference for every case. So the fast path only ever
+//! produces what the serde path would, and the serde path alone decides failures and their
+//! reasons.
 
 use crate::decimal;
 use crate::fields::{Dec, Flag, Int, Millis, Text};
 use crate::position::PositionElement;
 use crate::protocol::{classify_topic, TopicKind};
+use crate::wallet::WalletElement;
+
+/// An object the fast path reads field by field: its known keys, and how each is read.
+/// Implemented by `flat_object!`, from one list of keys and readers.
+pub(crate) trait FlatObject<'a>: Default {
+    /// Whether the key of index `guess` is at `start` in `bytes`, whole; its length if so.
+    fn matches_at(bytes: &[u8], start: usize, guess: usize) -> Option<usize>;
+    /// The index of the `len`-byte key at `start` in `bytes`, if it is a known one.
+    fn find_at(bytes: &[u8], start: usize, len: usize) -> Option<usize>;
+    /// The field order this kind of object had last time.
+    fn order(orders: &mut KeyOrders) -> &mut KeyOrder;
+    /// Reads the value of the `index`-th key into its field; `None`: a value serde would
+    /// refuse, for the serde path to decide.
+    fn set_flat(&mut self, index: usize, value: &mut Cursor<'a>) -> Option<()>;
+}
+
+/// Declares a fast-path object once: its key names (`FLAT_KEYS`, in order), each with the
+/// field it sets and the `Cursor` reader of its value, and the multiplier of its key table
+/// (any under which its keys land in distinct slots: the build fails otherwise).
+macro_rules! flat_object {
+    ($ty:ident, order: $order:ident, multiplier: $mult:expr,
+     { $($key:literal => $field:ident: $read:ident,)* }) => {
+        impl<'a> $ty<'a> {
+            pub(crate) const FLAT_KEYS: [&'static str; [$($key),*].len()] = [$($key),*];
+            pub(crate) const KEY_TABLE: $crate::flat::KeyTable<
+                { [$($key),*].len() },
+                { $crate::flat::wide(&[$($key),*]) },
+            > =
+                $crate::flat::KeyTable::new(Self::FLAT_KEYS, $mult);
+        }
+
+        impl<'a> $crate::flat::FlatObject<'a> for $ty<'a> {
+            #[inline(always)]
+            fn matches_at(bytes: &[u8], start: usize, guess: usize) -> Option<usize> {
+                Self::KEY_TABLE.matches_at(bytes, start, guess)
+            }
+
+            #[inline(always)]
+            fn find_at(bytes: &[u8], start: usize, len: usize) -> Option<usize> {
+                Self::KEY_TABLE.find_at(bytes, start, len)
+            }
+
+            #[inline(always)]
+            fn order(orders: &mut $crate::flat::KeyOrders) -> &mut $crate::flat::KeyOrder {
+                &mut orders.$order
+            }
+
+            #[inline(always)]
+            fn set_flat(
+                &mut self,
+                index: usize,
+                value: &mut $crate::flat::Cursor<'a>,
+            ) -> Option<()> {
+                let mut i = 0;
+                $(
+                    if index == i {
+                        self.$field = value.$read()?;
+                        return Some(());
+                    }
+                    i += 1;
+                )*
+                let _ = i;
+                None
+            }
+        }
+    };
+}
+pub(crate) use flat_object;
 
 /// One flat JSON value, still as the frame wrote it.
 #[derive(Debug, Clone, Copy)]
@@ -84,29 +154,51 @@ impl<'a> Scalar<'a> {
 }
 
 /// Each element of a push: its text exactly as received, and the element read from it.
-pub type Elements<'a> = Vec<(&'a str, PositionElement<'a>)>;
+pub type Elements<'a, T> = Vec<(&'a str, T)>;
 
-/// The envelope of a position push read by the fast path.
-pub struct PositionFrame<'a> {
+/// The elements of the last frame read, by kind (only one kind holds any), kept between
+/// frames for their allocations.
+#[derive(Default)]
+pub struct Parsed<'a> {
+    pub positions: Elements<'a, PositionElement<'a>>,
+    pub wallets: Elements<'a, WalletElement<'a>>,
+}
+
+impl Parsed<'_> {
+    /// Gives the allocations back for the next frame, whose text lives elsewhere.
+    pub fn recycle<'b>(self) -> Parsed<'b> {
+        Parsed {
+            positions: recycle(self.positions),
+            wallets: recycle(self.wallets),
+        }
+    }
+}
+
+/// The envelope of a push read by the fast path.
+pub struct PushFrame<'a> {
     pub topic: &'a str,
-    pub category: Option<&'a str>,
+    pub kind: TopicKind<'a>,
     pub id: Option<&'a str>,
     pub creation_ts: i64,
 }
 
-/// Reads `text` as a position push of the common shape into its envelope and `elements`, or
-/// returns `None` for the serde path to decide (`elements` then holds nothing of use).
-pub fn position_frame<'a>(
+/// Reads `text` as a position or wallet push of the common shape into its envelope and
+/// `parsed`, or returns `None` for the serde path to decide (`parsed` then holds nothing of
+/// use).
+pub fn push_frame<'a>(
     text: &'a str,
-    elements: &mut Elements<'a>,
-    order: &mut KeyOrder,
-) -> Option<PositionFrame<'a>> {
-    elements.clear();
+    parsed: &mut Parsed<'a>,
+    orders: &mut KeyOrders,
+) -> Option<PushFrame<'a>> {
+    parsed.positions.clear();
+    parsed.wallets.clear();
     let mut c = Cursor::new(text);
+    c.orders = orders.clone();
     let mut topic: Option<Option<&'a str>> = None;
+    let mut wallet = false;
     let mut id: Option<Option<&'a str>> = None;
     let mut creation: Option<Millis> = None;
-    let mut data = false;
+    let mut data: Option<bool> = None;
 
     c.eat(b'{')?;
     if c.peek()? != b'}' {
@@ -115,37 +207,24 @@ pub fn position_frame<'a>(
             match key {
                 "topic" if topic.is_none() => {
                     let t = c.scalar()?.str()?;
-                    // A wallet or control frame: leave it to the serde path at once.
-                    if !matches!(classify_topic(t?), TopicKind::Position { .. }) {
-                        return None;
+                    // A control frame or another topic: leave it to the serde path at once.
+                    match classify_topic(t?) {
+                        TopicKind::Position { .. } => {}
+                        TopicKind::Wallet => wallet = true,
+                        _ => return None,
                     }
                     topic = Some(t);
                 }
                 "id" if id.is_none() => id = Some(c.scalar()?.str()?),
                 "creationTime" if creation.is_none() => creation = Some(c.scalar()?.millis()?),
-                "data" if !data => {
-                    data = true;
-                    c.eat(b'[')?;
-                    if c.peek()? == b']' {
-                        c.pos += 1;
+                // Data before the topic is read as positions; a wallet topic after it sends
+                // the frame to serde below.
+                "data" if data.is_none() => {
+                    data = Some(wallet);
+                    if wallet {
+                        c.elements(&mut parsed.wallets)?;
                     } else {
-                        loop {
-                            c.skip_ws();
-                            let start = c.pos;
-                            // Filled in place: an element is over a kilobyte.
-                            elements.push(("", PositionElement::default()));
-                            let slot = elements.last_mut()?;
-                            c.element(&mut slot.1, order)?;
-                            slot.0 = text.get(start..c.pos)?;
-                            match c.peek()? {
-                                b',' => c.pos += 1,
-                                b']' => {
-                                    c.pos += 1;
-                                    break;
-                                }
-                                _ => return None,
-                            }
-                        }
+                        c.elements(&mut parsed.positions)?;
                     }
                 }
                 // Envelope fields this path does not read (`op` and the control answer's
@@ -166,25 +245,24 @@ pub fn position_frame<'a>(
     }
     c.pos += 1;
     c.skip_ws();
-    if c.pos != c.bytes.len() || !data {
+    if c.pos != c.bytes.len() || data != Some(wallet) {
         return None;
     }
     let topic = topic??;
-    let TopicKind::Position { category } = classify_topic(topic) else {
-        return None;
-    };
-    Some(PositionFrame {
+    *orders = c.orders;
+    Some(PushFrame {
         topic,
-        category,
+        kind: classify_topic(topic),
         id: id.flatten(),
         creation_ts: creation?.0?,
     })
 }
 
 /// Gives a borrowed-element vector's allocation back for the next frame.
-pub fn recycle<'b>(mut elements: Elements<'_>) -> Elements<'b> {
+pub fn recycle<'b, T, U>(mut elements: Elements<'_, T>) -> Elements<'b, U> {
     elements.clear();
-    // An empty vector mapped onto the same layout reuses its allocation in place.
+    // An empty vector mapped onto the same layout reuses its allocation in place (the
+    // element types differ only in lifetimes).
     elements.into_iter().map(|_| unreachable!()).collect()
 }
 
@@ -235,11 +313,20 @@ impl Default for KeyOrder {
     }
 }
 
-/// A position in the frame.
+/// The field orders of each kind of object, kept by the decoder between frames.
+#[derive(Debug, Clone, Default)]
+pub struct KeyOrders {
+    pub(crate) position: KeyOrder,
+    pub(crate) wallet: KeyOrder,
+    pub(crate) coin: KeyOrder,
+}
+
+/// A position in the frame, and the field orders guessed while reading it.
 pub(crate) struct Cursor<'a> {
     text: &'a str,
     bytes: &'a [u8],
     pos: usize,
+    orders: KeyOrders,
 }
 
 /// Bytes that end the fast scan of a string: the closing quote, an escape, or a control
@@ -262,6 +349,7 @@ impl<'a> Cursor<'a> {
             text,
             bytes: text.as_bytes(),
             pos: 0,
+            orders: KeyOrders::default(),
         }
     }
 
@@ -374,10 +462,60 @@ impl<'a> Cursor<'a> {
         }
     }
 
-    /// A position element: a flat object whose known fields are set on `element` (each at
-    /// most once, as serde requires) and whose unknown fields are skipped.
+    /// `[` elements `]`, each a flat object read into `elements` with the text it spans.
     #[inline]
-    fn element(&mut self, element: &mut PositionElement<'a>, order: &mut KeyOrder) -> Option<()> {
+    fn elements<T: FlatObject<'a>>(&mut self, elements: &mut Elements<'a, T>) -> Option<()> {
+        self.eat(b'[')?;
+        if self.peek()? == b']' {
+            self.pos += 1;
+            return Some(());
+        }
+        loop {
+            self.skip_ws();
+            let start = self.pos;
+            // Filled in place: a position element is over a kilobyte.
+            elements.push(("", T::default()));
+            let slot = elements.last_mut()?;
+            self.object(&mut slot.1)?;
+            slot.0 = self.text.get(start..self.pos)?;
+            match self.peek()? {
+                b',' => self.pos += 1,
+                b']' => {
+                    self.pos += 1;
+                    return Some(());
+                }
+                _ => return None,
+            }
+        }
+    }
+
+    /// An array of flat objects (a wallet element's `coin`); serde refuses `null` for it.
+    #[inline]
+    pub(crate) fn objects<T: FlatObject<'a>>(&mut self) -> Option<Vec<T>> {
+        self.eat(b'[')?;
+        let mut objects = Vec::new();
+        if self.peek()? == b']' {
+            self.pos += 1;
+            return Some(objects);
+        }
+        loop {
+            objects.push(T::default());
+            self.object(objects.last_mut()?)?;
+            match self.peek()? {
+                b',' => self.pos += 1,
+                b']' => {
+                    self.pos += 1;
+                    return Some(objects);
+                }
+                _ => return None,
+            }
+        }
+    }
+
+    /// A flat object whose known fields are set on `object` (each at most once, as serde
+    /// requires) and whose unknown fields are skipped.
+    #[inline]
+    fn object<T: FlatObject<'a>>(&mut self, object: &mut T) -> Option<()> {
         self.eat(b'{')?;
         if self.peek()? == b'}' {
             self.pos += 1;
@@ -385,6 +523,9 @@ impl<'a> Cursor<'a> {
         }
         let mut seen = 0u64;
         let mut previous = FIRST;
+        // A local copy while reading (nested objects use another kind's order), given back
+        // when the object is read whole.
+        let mut order = T::order(&mut self.orders).clone();
         loop {
             if self.peek()? != b'"' {
                 return None;
@@ -393,7 +534,7 @@ impl<'a> Cursor<'a> {
             // the previous one last time, compared in place, before reading the key as a
             // string and looking it up.
             let guess = order.next[previous] as usize;
-            let known = match POSITION_KEYS.matches_at(self.bytes, self.pos + 1, guess) {
+            let known = match T::matches_at(self.bytes, self.pos + 1, guess) {
                 Some(len) => {
                     self.pos += len + 2;
                     self.eat(b':')?;
@@ -402,7 +543,7 @@ impl<'a> Cursor<'a> {
                 None => {
                     let key = self.key()?;
                     let start = self.pos_of(key);
-                    let found = POSITION_KEYS.find_at(self.bytes, start, key.len());
+                    let found = T::find_at(self.bytes, start, key.len());
                     if let Some(index) = found {
                         order.next[previous] = index as u8;
                     }
@@ -416,7 +557,7 @@ impl<'a> Cursor<'a> {
                         return None;
                     }
                     seen |= bit;
-                    element.set_flat(index, self)?;
+                    object.set_flat(index, self)?;
                     previous = index;
                 }
                 None => {
@@ -427,6 +568,7 @@ impl<'a> Cursor<'a> {
                 b',' => self.pos += 1,
                 b'}' => {
                     self.pos += 1;
+                    *T::order(&mut self.orders) = order;
                     return Some(());
                 }
                 _ => return None,
@@ -545,11 +687,13 @@ impl<'a> Cursor<'a> {
     }
 }
 
-/// Finds a known key among `N` names in one probe. A key of up to 24 bytes is three words
-/// (bytes 0..8, 8..16, 16..24, zero-padded) and its length, which say every byte of it; a
-/// multiplicative hash of them picks a slot, and the key is the name in that slot only if
-/// all four are equal. Longer keys are no name.
-pub(crate) struct KeyTable<const N: usize> {
+/// Finds a known key among `N` names in one probe. A key of up to 32 bytes is four words
+/// (bytes 0..8, 8..16, 16..24, 24..32, zero-padded) and its length, which say every byte of
+/// it; a multiplicative hash of them picks a slot, and the key is the name in that slot only
+/// if all five are equal. Longer keys are no name.
+pub(crate) struct KeyTable<const N: usize, const WIDE: bool> {
+    /// Under which the names land in distinct slots.
+    multiplier: u64,
     slots: [Slot; 128],
     /// Each name's slot, by index.
     by_index: [Slot; N],
@@ -559,29 +703,31 @@ pub(crate) struct KeyTable<const N: usize> {
 struct Slot {
     index: u8,
     len: u8,
-    words: [u64; 3],
-    masks: [u64; 3],
+    words: Words,
+    masks: Words,
 }
 
+/// A key's bytes as little-endian words.
+type Words = [u64; 4];
+
 const EMPTY: u8 = u8::MAX;
-const LONGEST: usize = 24;
+const LONGEST: usize = 32;
 
-/// A multiplier under which the position keys land in distinct slots (checked when the table
-/// is built, at compile time: a new key that collides fails the build, and another
-/// multiplier is needed).
-const MULTIPLIER: u64 = 0xb248_9191_7b12_1dc5;
-
-/// The slot of a key's words and length.
+/// The slot of a key's words and length under a table's multiplier.
 #[inline(always)]
-const fn slot_of(words: [u64; 3], len: usize) -> usize {
-    let feature = words[0] ^ words[1].wrapping_mul(31) ^ words[2].wrapping_mul(961) ^ len as u64;
-    (feature.wrapping_mul(MULTIPLIER) >> 57) as usize
+const fn slot_of(words: Words, len: usize, multiplier: u64) -> usize {
+    let feature = words[0]
+        ^ words[1].wrapping_mul(31)
+        ^ words[2].wrapping_mul(961)
+        ^ words[3].wrapping_mul(29_791)
+        ^ len as u64;
+    (feature.wrapping_mul(multiplier) >> 57) as usize
 }
 
 /// A name's words, byte by byte (for building the table, and for keys at the very end of a
 /// frame).
-const fn name_words(name: &[u8]) -> [u64; 3] {
-    let mut words = [0u64; 3];
+const fn name_words(name: &[u8]) -> Words {
+    let mut words = [0u64; 4];
     let mut i = 0;
     while i < name.len() && i < LONGEST {
         words[i / 8] |= (name[i] as u64) << (8 * (i % 8));
@@ -590,54 +736,80 @@ const fn name_words(name: &[u8]) -> [u64; 3] {
     words
 }
 
-/// The masks that keep the first `len` bytes of three words.
+/// The masks that keep the first `len` bytes of four words.
 #[inline(always)]
-const fn masks(len: usize) -> [u64; 3] {
+const fn masks(len: usize) -> Words {
     const fn mask(len: usize, k: usize) -> u64 {
         let keep = len.saturating_sub(8 * k);
         let keep = if keep > 8 { 8 } else { keep };
         ((1u128 << (8 * keep)) - 1) as u64
     }
-    [mask(len, 0), mask(len, 1), mask(len, 2)]
+    [mask(len, 0), mask(len, 1), mask(len, 2), mask(len, 3)]
 }
 
-/// Twenty-four bytes of `bytes` from `start` as three words, if there are that many.
+/// Thirty-two bytes of `bytes` from `start` as four words (`wide`), or twenty-four as three
+/// and a zero, if there are that many.
 #[inline(always)]
-fn window(bytes: &[u8], start: usize) -> Option<[u64; 3]> {
-    let window: &[u8; LONGEST] = bytes.get(start..start + LONGEST)?.try_into().ok()?;
-    let word = |k: usize| {
-        let mut array = [0u8; 8];
-        array.copy_from_slice(&window[8 * k..8 * k + 8]);
-        u64::from_le_bytes(array)
-    };
-    Some([word(0), word(1), word(2)])
+fn window(bytes: &[u8], start: usize, wide: bool) -> Option<Words> {
+    // Fixed-size arrays, so the words are read with no bounds check of their own.
+    fn words<const B: usize>(bytes: &[u8], start: usize) -> Option<[u64; B]> {
+        let window: &[[u8; 8]; B] = bytes
+            .get(start..start + 8 * B)?
+            .as_chunks()
+            .0
+            .try_into()
+            .ok()?;
+        Some(window.map(u64::from_le_bytes))
+    }
+    if wide {
+        words::<4>(bytes, start)
+    } else {
+        let [a, b, c] = words::<3>(bytes, start)?;
+        Some([a, b, c, 0])
+    }
 }
 
 /// The words of the `len`-byte key at `start` in `bytes`: whole words read from the frame
 /// and masked to the key, with no loop over its bytes.
 #[inline(always)]
-fn key_words(bytes: &[u8], start: usize, len: usize) -> [u64; 3] {
-    match window(bytes, start) {
+fn key_words(bytes: &[u8], start: usize, len: usize, wide: bool) -> Words {
+    match window(bytes, start, wide) {
         Some(words) => {
             let masks = masks(len);
             [
                 words[0] & masks[0],
                 words[1] & masks[1],
                 words[2] & masks[2],
+                words[3] & masks[3],
             ]
         }
         None => name_words(bytes.get(start..start + len).unwrap_or_default()),
     }
 }
 
-impl<const N: usize> KeyTable<N> {
-    pub(crate) const fn new(names: [&'static str; N]) -> Self {
+/// Whether a table of `names` needs four words: most names fit in three, and their tables
+/// read only three (`WIDE` is a constant, so each table's code has only its own reads).
+pub(crate) const fn wide(names: &[&str]) -> bool {
+    let mut k = 0;
+    while k < names.len() {
+        if names[k].len() > LONGEST - 8 {
+            return true;
+        }
+        k += 1;
+    }
+    false
+}
+
+impl<const N: usize, const WIDE: bool> KeyTable<N, WIDE> {
+    /// The table of `names`; the build fails if two of them share a slot under `multiplier`
+    /// (a new key that collides needs another multiplier).
+    pub(crate) const fn new(names: [&'static str; N], multiplier: u64) -> Self {
         assert!(N < EMPTY as usize && N <= 64);
         let empty = Slot {
             index: EMPTY,
             len: 0,
-            words: [0; 3],
-            masks: [0; 3],
+            words: [0; 4],
+            masks: [0; 4],
         };
         let mut slots = [empty; 128];
         let mut by_index = [empty; N];
@@ -646,10 +818,10 @@ impl<const N: usize> KeyTable<N> {
             let name = names[i].as_bytes();
             assert!(name.len() <= LONGEST);
             let words = name_words(name);
-            let s = slot_of(words, name.len());
+            let s = slot_of(words, name.len(), multiplier);
             assert!(
                 slots[s].index == EMPTY,
-                "two keys share a slot: choose another MULTIPLIER"
+                "two keys share a slot: choose another multiplier"
             );
             slots[s] = Slot {
                 index: i as u8,
@@ -660,21 +832,28 @@ impl<const N: usize> KeyTable<N> {
             by_index[i] = slots[s];
             i += 1;
         }
-        KeyTable { slots, by_index }
+        assert!(WIDE == wide(&names), "WIDE must be `wide(names)`");
+        KeyTable {
+            multiplier,
+            slots,
+            by_index,
+        }
     }
 
     /// The index of the `len`-byte key at `start` in `bytes` among the names, if it is one.
     #[inline(always)]
     pub(crate) fn find_at(&self, bytes: &[u8], start: usize, len: usize) -> Option<usize> {
-        if len > LONGEST {
+        if len > LONGEST || (len > LONGEST - 8 && !WIDE) {
             return None;
         }
-        let words = key_words(bytes, start, len);
-        let slot = &self.slots[slot_of(words, len)];
+        let words = key_words(bytes, start, len, WIDE);
+        let slot = &self.slots[slot_of(words, len, self.multiplier)];
         // Word by word, not as an array: the array compare is vectorised and stalls on the
         // words just stored.
-        let differ =
-            (slot.words[0] ^ words[0]) | (slot.words[1] ^ words[1]) | (slot.words[2] ^ words[2]);
+        let differ = (slot.words[0] ^ words[0])
+            | (slot.words[1] ^ words[1])
+            | (slot.words[2] ^ words[2])
+            | if WIDE { slot.words[3] ^ words[3] } else { 0 };
         (slot.index != EMPTY && slot.len as usize == len && differ == 0)
             .then_some(slot.index as usize)
     }
@@ -685,26 +864,23 @@ impl<const N: usize> KeyTable<N> {
     pub(crate) fn matches_at(&self, bytes: &[u8], start: usize, guess: usize) -> Option<usize> {
         let slot = self.by_index.get(guess)?;
         let len = slot.len as usize;
-        let words = window(bytes, start)?;
+        let words = window(bytes, start, WIDE)?;
         let differ = ((slot.words[0] ^ words[0]) & slot.masks[0])
             | ((slot.words[1] ^ words[1]) & slot.masks[1])
-            | ((slot.words[2] ^ words[2]) & slot.masks[2]);
+            | ((slot.words[2] ^ words[2]) & slot.masks[2])
+            | if WIDE {
+                (slot.words[3] ^ words[3]) & slot.masks[3]
+            } else {
+                0
+            };
         (differ == 0 && bytes.get(start + len) == Some(&b'"')).then_some(len)
     }
-
-    /// The index of `key` among the names, if it is one.
-    #[cfg(test)]
-    pub(crate) fn find(&self, key: &str) -> Option<usize> {
-        self.find_at(key.as_bytes(), 0, key.len())
-    }
 }
-
-const POSITION_KEYS: KeyTable<{ PositionElement::FLAT_KEYS.len() }> =
-    KeyTable::new(PositionElement::FLAT_KEYS);
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wallet::WalletCoin;
 
     #[test]
     fn string_stop_finds_the_first_stop_byte() {
@@ -727,60 +903,79 @@ mod tests {
         }
     }
 
+    /// A key table's `find_at` or `matches_at`.
+    type Lookup = fn(&[u8], usize, usize) -> Option<usize>;
+
+    /// Each kind of fast-path object's key table, with its names.
+    fn tables() -> Vec<(&'static [&'static str], Lookup)> {
+        vec![
+            (&PositionElement::FLAT_KEYS, PositionElement::find_at),
+            (&WalletElement::FLAT_KEYS, WalletElement::find_at),
+            (&WalletCoin::FLAT_KEYS, WalletCoin::find_at),
+        ]
+    }
+
+    fn matchers() -> Vec<(&'static [&'static str], Lookup)> {
+        vec![
+            (&PositionElement::FLAT_KEYS, PositionElement::matches_at),
+            (&WalletElement::FLAT_KEYS, WalletElement::matches_at),
+            (&WalletCoin::FLAT_KEYS, WalletCoin::matches_at),
+        ]
+    }
+
     #[test]
     fn key_table_finds_each_name_and_nothing_else() {
-        for (i, name) in PositionElement::FLAT_KEYS.iter().enumerate() {
-            assert_eq!(POSITION_KEYS.find(name), Some(i), "{name}");
-            let mut near = name.to_string();
-            near.push('x');
-            assert_eq!(POSITION_KEYS.find(&near), None, "{near}");
-            assert_eq!(POSITION_KEYS.find(&name[1..]), None);
-            assert_eq!(POSITION_KEYS.find(&name[..name.len() - 1]), None);
-            let upper = name.to_uppercase();
-            assert_eq!(POSITION_KEYS.find(&upper), None, "{upper}");
+        for (keys, find_at) in tables() {
+            let find = |key: &str| find_at(key.as_bytes(), 0, key.len());
+            for (i, name) in keys.iter().enumerate() {
+                assert_eq!(find(name), Some(i), "{name}");
+                // Also inside a frame, where whole words are read past the key.
+                let framed = format!("\"{name}\":\"{}\"", "x".repeat(40));
+                assert_eq!(find_at(framed.as_bytes(), 1, name.len()), Some(i), "{name}");
+                let mut near = name.to_string();
+                near.push('x');
+                assert_eq!(find(&near), None, "{near}");
+                assert_eq!(find(&name[1..]), None);
+                assert_eq!(find(&name[..name.len() - 1]), None);
+                let upper = name.to_uppercase();
+                assert_eq!(find(&upper), None, "{upper}");
+            }
+            for key in [
+                "",
+                "x",
+                "positionIMByMq",
+                "positionImByMp",
+                "leverageSysUpdatedTimes",
+                "totalMaintenanceMarginByMq",
+                "totalMaintenanceMarginByMpX",
+            ] {
+                assert_eq!(find(key), None, "{key}");
+            }
+            assert_eq!(find(&"a".repeat(100)), None);
         }
-        for key in [
-            "",
-            "x",
-            "positionIMByMq",
-            "positionImByMp",
-            "leverageSysUpdatedTimes",
-        ] {
-            assert_eq!(POSITION_KEYS.find(key), None, "{key}");
-        }
-        assert_eq!(POSITION_KEYS.find(&"a".repeat(100)), None);
     }
 
     #[test]
     fn a_guessed_key_matches_only_itself_whole() {
-        let keys = PositionElement::FLAT_KEYS;
-        let index = |name: &str| keys.iter().position(|k| *k == name).unwrap();
-        let padding = " ".repeat(30);
-        for (i, name) in keys.iter().enumerate() {
-            let text = format!("\"{name}\":1{padding}");
-            assert_eq!(
-                POSITION_KEYS.matches_at(text.as_bytes(), 1, i),
-                Some(name.len())
-            );
-            for (j, other) in keys.iter().enumerate() {
-                if j != i {
-                    assert_eq!(
-                        POSITION_KEYS.matches_at(text.as_bytes(), 1, j),
-                        None,
-                        "{other}"
-                    );
+        for (keys, matches_at) in matchers() {
+            let padding = " ".repeat(40);
+            for (i, name) in keys.iter().enumerate() {
+                let text = format!("\"{name}\":1{padding}");
+                assert_eq!(matches_at(text.as_bytes(), 1, i), Some(name.len()));
+                for (j, other) in keys.iter().enumerate() {
+                    if j != i {
+                        assert_eq!(matches_at(text.as_bytes(), 1, j), None, "{other}");
+                    }
                 }
+                // Too near the end of the frame to read in words: left to the general lookup.
+                let short = format!("\"{name}\"");
+                assert_eq!(matches_at(short.as_bytes(), 1, i), None);
+                // A longer key that starts with this one.
+                let longer = format!("\"{name}X\":1{padding}");
+                assert_eq!(matches_at(longer.as_bytes(), 1, i), None, "{name}X");
             }
-            // Too near the end of the frame to read in words: left to the general lookup.
-            let short = format!("\"{name}\"");
-            assert_eq!(POSITION_KEYS.matches_at(short.as_bytes(), 1, i), None);
+            assert_eq!(matches_at(b"\"x\":1", 1, 99), None);
         }
-        let longer = format!("\"positionIMByMp\":1{padding}");
-        assert_eq!(
-            POSITION_KEYS.matches_at(longer.as_bytes(), 1, index("positionIM")),
-            None
-        );
-        assert_eq!(POSITION_KEYS.matches_at(longer.as_bytes(), 1, 99), None);
     }
 
     #[test]

@@ -4,34 +4,9 @@
 use serde::Deserialize;
 
 use crate::fields::{Dec, Flag, Int, Millis, Text};
-use crate::flat::Cursor;
+use crate::flat::flat_object;
 use crate::row::{Provenance, RowError};
 use crate::table;
-
-/// Declares the fast path's field list once: the key names (`FLAT_KEYS`, in order) and
-/// `set_flat`, which reads the value of the `index`-th key into its field.
-macro_rules! flat_fields {
-    ($($key:literal => $field:ident: $read:ident,)*) => {
-        impl<'a> PositionElement<'a> {
-            pub(crate) const FLAT_KEYS: [&'static str; [$($key),*].len()] = [$($key),*];
-
-            /// `None`: a value serde would refuse, for the serde path to decide.
-            #[inline(always)]
-            pub(crate) fn set_flat(&mut self, index: usize, value: &mut Cursor<'a>) -> Option<()> {
-                let mut i = 0;
-                $(
-                    if index == i {
-                        self.$field = value.$read()?;
-                        return Some(());
-                    }
-                    i += 1;
-                )*
-                let _ = i;
-                None
-            }
-        }
-    };
-}
 
 table! {
     /// Builders of `position_snapshots`. Key: (account_id, category, symbol, position_idx):
@@ -140,7 +115,7 @@ pub struct PositionElement<'a> {
 
 // The fields the flat fast path (`flat.rs`) sets, by the names serde reads (those of the
 // derive above; a test checks the two lists are the same), each with its reader.
-flat_fields! {
+flat_object!(PositionElement, order: position, multiplier: 0xb248_9191_7b12_1dc5, {
     "category" => category: text,
     "symbol" => symbol: text,
     "side" => side: text,
@@ -178,7 +153,7 @@ flat_fields! {
     "createdTime" => created_time: millis,
     "updatedTime" => updated_time: millis,
     "seq" => seq: int,
-}
+});
 
 /// A flat position's side is `""` on unified accounts and `"None"` on classic ones: both
 /// mean "no side", stored as NULL.

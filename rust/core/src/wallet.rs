@@ -4,6 +4,7 @@
 use serde::Deserialize;
 
 use crate::fields::{Dec, Flag, Text};
+use crate::flat::flat_object;
 use crate::row::{Provenance, RowError};
 use crate::table;
 
@@ -117,6 +118,53 @@ pub struct WalletCoin<'a> {
     pub margin_collateral: Flag,
     pub spot_borrow: Dec,
 }
+
+// The fields the flat fast path (`flat.rs`) sets, by the names serde reads (those of the
+// derives above; a test checks the lists are the same), each with its reader.
+flat_object!(WalletElement, order: wallet, multiplier: WALLET_MULTIPLIER, {
+    "accountType" => account_type: text,
+    "accountIMRate" => account_im_rate: dec,
+    "accountMMRate" => account_mm_rate: dec,
+    "accountIMRateByMp" => account_im_rate_by_mp: dec,
+    "accountMMRateByMp" => account_mm_rate_by_mp: dec,
+    "accountLTV" => account_ltv: dec,
+    "totalEquity" => total_equity: dec,
+    "totalWalletBalance" => total_wallet_balance: dec,
+    "totalMarginBalance" => total_margin_balance: dec,
+    "totalAvailableBalance" => total_available_balance: dec,
+    "totalPerpUPL" => total_perp_upl: dec,
+    "totalInitialMargin" => total_initial_margin: dec,
+    "totalInitialMarginByMp" => total_initial_margin_by_mp: dec,
+    "totalMaintenanceMargin" => total_maintenance_margin: dec,
+    "totalMaintenanceMarginByMp" => total_maintenance_margin_by_mp: dec,
+    "coin" => coin: objects,
+});
+
+flat_object!(WalletCoin, order: coin, multiplier: COIN_MULTIPLIER, {
+    "coin" => coin: text,
+    "equity" => equity: dec,
+    "usdValue" => usd_value: dec,
+    "walletBalance" => wallet_balance: dec,
+    "free" => free: dec,
+    "locked" => locked: dec,
+    "spotHedgingQty" => spot_hedging_qty: dec,
+    "borrowAmount" => borrow_amount: dec,
+    "availableToBorrow" => available_to_borrow: dec,
+    "availableToWithdraw" => available_to_withdraw: dec,
+    "accruedInterest" => accrued_interest: dec,
+    "totalOrderIM" => total_order_im: dec,
+    "totalPositionIM" => total_position_im: dec,
+    "totalPositionMM" => total_position_mm: dec,
+    "unrealisedPnl" => unrealised_pnl: dec,
+    "cumRealisedPnl" => cum_realised_pnl: dec,
+    "bonus" => bonus: dec,
+    "collateralSwitch" => collateral_switch: flag,
+    "marginCollateral" => margin_collateral: flag,
+    "spotBorrow" => spot_borrow: dec,
+});
+
+const WALLET_MULTIPLIER: u64 = 0xb248_9191_7b12_1dc5;
+const COIN_MULTIPLIER: u64 = 0xb248_9191_7b12_1dc5;
 
 impl WalletColumns {
     /// Appends one row per coin of the element, or nothing and says why. Returns the rows
