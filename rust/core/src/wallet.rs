@@ -163,6 +163,8 @@ flat_object!(WalletCoin, order: coin, multiplier: COIN_MULTIPLIER, {
     "spotBorrow" => spot_borrow: dec,
 });
 
+// The position table's multiplier serves both: no two wallet or coin keys share a slot under
+// it (checked at compile time).
 const WALLET_MULTIPLIER: u64 = 0xb248_9191_7b12_1dc5;
 const COIN_MULTIPLIER: u64 = 0xb248_9191_7b12_1dc5;
 
