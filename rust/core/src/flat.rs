@@ -465,47 +465,44 @@ impl<'a> Cursor<'a> {
     /// `[` elements `]`, each a flat object read into `elements` with the text it spans.
     #[inline]
     fn elements<T: FlatObject<'a>>(&mut self, elements: &mut Elements<'a, T>) -> Option<()> {
+        self.array(|c| {
+            c.skip_ws();
+            let start = c.pos;
+            // Filled in place: a position element is over a kilobyte.
+            elements.push(("", T::default()));
+            let slot = elements.last_mut()?;
+            c.object(&mut slot.1)?;
+            slot.0 = c.text.get(start..c.pos)?;
+            Some(())
+        })
+    }
+
+    /// An array of flat objects (a wallet element's `coin`); serde refuses `null` for it.
+    #[inline]
+    pub(crate) fn objects<T: FlatObject<'a>>(&mut self) -> Option<Vec<T>> {
+        let mut objects = Vec::new();
+        self.array(|c| {
+            objects.push(T::default());
+            c.object(objects.last_mut()?)
+        })?;
+        Some(objects)
+    }
+
+    /// `[`, then `item` for each element up to the closing `]`.
+    #[inline(always)]
+    fn array(&mut self, mut item: impl FnMut(&mut Self) -> Option<()>) -> Option<()> {
         self.eat(b'[')?;
         if self.peek()? == b']' {
             self.pos += 1;
             return Some(());
         }
         loop {
-            self.skip_ws();
-            let start = self.pos;
-            // Filled in place: a position element is over a kilobyte.
-            elements.push(("", T::default()));
-            let slot = elements.last_mut()?;
-            self.object(&mut slot.1)?;
-            slot.0 = self.text.get(start..self.pos)?;
+            item(self)?;
             match self.peek()? {
                 b',' => self.pos += 1,
                 b']' => {
                     self.pos += 1;
                     return Some(());
-                }
-                _ => return None,
-            }
-        }
-    }
-
-    /// An array of flat objects (a wallet element's `coin`); serde refuses `null` for it.
-    #[inline]
-    pub(crate) fn objects<T: FlatObject<'a>>(&mut self) -> Option<Vec<T>> {
-        self.eat(b'[')?;
-        let mut objects = Vec::new();
-        if self.peek()? == b']' {
-            self.pos += 1;
-            return Some(objects);
-        }
-        loop {
-            objects.push(T::default());
-            self.object(objects.last_mut()?)?;
-            match self.peek()? {
-                b',' => self.pos += 1,
-                b']' => {
-                    self.pos += 1;
-                    return Some(objects);
                 }
                 _ => return None,
             }

@@ -121,7 +121,7 @@ pub struct WalletCoin<'a> {
 
 // The fields the flat fast path (`flat.rs`) sets, by the names serde reads (those of the
 // derives above; a test checks the lists are the same), each with its reader.
-flat_object!(WalletElement, order: wallet, multiplier: WALLET_MULTIPLIER, {
+flat_object!(WalletElement, order: wallet, multiplier: MULTIPLIER, {
     "accountType" => account_type: text,
     "accountIMRate" => account_im_rate: dec,
     "accountMMRate" => account_mm_rate: dec,
@@ -140,7 +140,7 @@ flat_object!(WalletElement, order: wallet, multiplier: WALLET_MULTIPLIER, {
     "coin" => coin: objects,
 });
 
-flat_object!(WalletCoin, order: coin, multiplier: COIN_MULTIPLIER, {
+flat_object!(WalletCoin, order: coin, multiplier: MULTIPLIER, {
     "coin" => coin: text,
     "equity" => equity: dec,
     "usdValue" => usd_value: dec,
@@ -165,8 +165,7 @@ flat_object!(WalletCoin, order: coin, multiplier: COIN_MULTIPLIER, {
 
 // The position table's multiplier serves both: no two wallet or coin keys share a slot under
 // it (checked at compile time).
-const WALLET_MULTIPLIER: u64 = 0xb248_9191_7b12_1dc5;
-const COIN_MULTIPLIER: u64 = 0xb248_9191_7b12_1dc5;
+const MULTIPLIER: u64 = 0xb248_9191_7b12_1dc5;
 
 impl WalletColumns {
     /// Appends one row per coin of the element, or nothing and says why. Returns the rows
