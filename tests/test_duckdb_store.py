@@ -55,6 +55,24 @@ def test_tables_mirror_the_core_schemas(tmp_path):
     assert types["exchange_ts"] == "TIMESTAMP WITH TIME ZONE"
 
 
+def test_raw_json_is_stored_with_the_compression_chosen_for_it(tmp_path):
+    path = tmp_path / "c.duckdb"
+    store = DuckDBStore(path)
+    store.create()
+    # The same element in every push: left to itself, DuckDB picks a dictionary for it.
+    frames = [position_push(f"m{i}", 1_700_000_000_000, "1", 7) for i in range(3000)]
+    store.write(batches(frames))
+    compressions = query(
+        path,
+        "SELECT DISTINCT compression FROM pragma_storage_info('position_snapshots') "
+        "WHERE column_name = 'raw_json' AND segment_type = 'VARCHAR'",
+    )
+    assert compressions == [("FSST",)]
+    raw = query(path, "SELECT raw_json FROM position_snapshots WHERE message_id = 'm2999'")
+    element = orjson.loads(frames[-1])["data"][0]
+    assert orjson.loads(raw[0][0]) == element
+
+
 def test_latest_views_and_exact_values(tmp_path):
     path = tmp_path / "c.duckdb"
     store = DuckDBStore(path)

@@ -57,16 +57,28 @@ def sql_type(arrow_type: pa.DataType) -> str:
     return simple[arrow_type]
 
 
-def create_table(name: str, schema: pa.Schema) -> str:
-    columns = ",\n    ".join(
-        f"{f.name} {sql_type(f.type)}{'' if f.nullable else ' NOT NULL'}" for f in schema
-    )
+#: Compression a DuckDB file's columns are given rather than left to DuckDB's choice.
+#: raw_json: DuckDB tries dictionary and FSST on every string segment at checkpoint and keeps
+#: FSST for JSON text anyway; the dictionary attempt hashed every raw_json string in full and
+#: cost ~10% of a commit (24.6-25.3 -> 22.3-22.8 µs CPU a row, same file size).
+FILE_COMPRESSION: dict[str, str] = {"raw_json": "fsst"}
+
+
+def create_table(name: str, schema: pa.Schema, compression: dict[str, str] | None = None) -> str:
+    """`compression` names a column's compression (DuckDB files only: a lake writes Parquet)."""
+    compression = compression or {}
+
+    def column(f: pa.Field) -> str:
+        using = f" USING COMPRESSION '{compression[f.name]}'" if f.name in compression else ""
+        return f"{f.name} {sql_type(f.type)}{'' if f.nullable else ' NOT NULL'}{using}"
+
+    columns = ",\n    ".join(column(f) for f in schema)
     return f"CREATE TABLE IF NOT EXISTS {name} (\n    {columns}\n)"
 
 
-def create_tables() -> list[str]:
+def create_tables(compression: dict[str, str] | None = None) -> list[str]:
     all_schemas = schemas()
-    return [create_table(name, all_schemas[name]) for name in TABLES]
+    return [create_table(name, all_schemas[name], compression) for name in TABLES]
 
 
 #: Views: plain SQL over the tables, stored with them (a DuckLake catalog keeps them too).

@@ -74,7 +74,7 @@ class DuckDBStore:
     def create(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self.file.attached() as con:
-            for statement in queries.create_tables() + queries.VIEWS:
+            for statement in queries.create_tables(queries.FILE_COMPRESSION) + queries.VIEWS:
                 con.execute(statement)
 
     def write(self, batches: Batches) -> int:
