@@ -146,25 +146,32 @@ _MACROS: list[str] = [
 VIEWS: list[str] = STORED_VIEWS + macros()
 
 
-def insert_new_rows(table: str, relation: str, creation_us: tuple[int, int] | None) -> str:
-    """INSERT of `relation`'s rows into `table`, without rows already stored or repeated.
+#: The column of row numbers the dedup query answers with (see `new_row_numbers`).
+ROW_NUMBER = "_row"
+
+
+def new_row_numbers(table: str, relation: str, creation_us: tuple[int, int] | None) -> str:
+    """The `ROW_NUMBER`s of `relation`'s rows that `table` does not hold yet, each push once
+    (its first row in `relation` is kept); rows without a message id (REST) all count as new.
+
+    `relation` needs only `ROW_NUMBER` and the table's dedup keys: the rows themselves are
+    inserted apart, straight from Arrow. Carried through this query's window and join, every
+    column (raw_json too) was materialised twice, and the dedup cost more than the insert.
 
     `creation_us` is the batch's creation_ts range in epoch microseconds. It is written into
     the query as constants because only a constant range reaches the table scan as a filter,
     where DuckDB skips every row group outside it: with `(SELECT min(..) FROM relation)` the
     scan read the whole table on every commit, so commits grew slower as the store grew."""
-    keys = DEDUP_KEYS.get(table)
-    if keys is None:
-        return f"INSERT INTO {table} SELECT * FROM {relation}"
+    keys = DEDUP_KEYS[table]
     key_list = ", ".join(keys)
     match = " AND ".join(f"t.{k} IS NOT DISTINCT FROM b.{k}" for k in keys)
     # make_timestamptz(µs) is epoch-based, so the session's TimeZone cannot shift the range.
     low, high = creation_us if creation_us else (0, -1)  # no creation time: nothing to match
-    # Rows without a message id (REST) are kept as they are; pushes are kept once.
     return f"""
-    INSERT INTO {table}
-    SELECT * EXCLUDE (_dup) FROM (
-        SELECT *, row_number() OVER (PARTITION BY {key_list}) AS _dup FROM {relation}
+    SELECT b.{ROW_NUMBER} FROM (
+        SELECT {ROW_NUMBER}, {key_list},
+               row_number() OVER (PARTITION BY {key_list} ORDER BY {ROW_NUMBER}) AS _dup
+        FROM {relation}
     ) b
     WHERE (b.message_id IS NULL OR b._dup = 1)
       AND (b.message_id IS NULL OR NOT EXISTS (
@@ -172,7 +179,12 @@ def insert_new_rows(table: str, relation: str, creation_us: tuple[int, int] | No
             WHERE t.creation_ts BETWEEN make_timestamptz({int(low)}::BIGINT)
                                     AND make_timestamptz({int(high)}::BIGINT)
               AND {match}))
+    ORDER BY b.{ROW_NUMBER}
     """
+
+
+def insert_rows(table: str, relation: str) -> str:
+    return f"INSERT INTO {table} SELECT * FROM {relation}"
 
 
 #: Positions the store last saw open: a restarted collector reads each of them by symbol on

@@ -53,20 +53,36 @@ def group_by_table(batches: Batches) -> dict[str, pa.Table]:
 def insert_new(con: duckdb.DuckDBPyConnection, name: str, rows: pa.Table) -> int:
     """Inserts `rows` into table `name` inside the caller's transaction, without the pushes
     the table already holds (a replay after a reconnect) or repeats within `rows`; returns
-    the number of rows inserted."""
+    the number of rows inserted.
+
+    DuckDB finds the new rows from the key columns alone; the rows are then inserted from
+    Arrow as they are (all of them, the common case) or as Arrow's `take` of the new ones."""
     import pyarrow.compute as pc
 
-    creation_us = None
-    if "creation_ts" in rows.column_names:
+    keys = queries.DEDUP_KEYS.get(name)
+    if keys is not None:
+        creation_us = None
         column = rows["creation_ts"].cast(pa.timestamp("us", "UTC")).cast(pa.int64())
         bounds = pc.min_max(column)
         if bounds["min"].is_valid:
             creation_us = (bounds["min"].as_py(), bounds["max"].as_py())
+        keyed = rows.select(list(keys)).append_column(
+            queries.ROW_NUMBER, pa.array(range(rows.num_rows), pa.int64())
+        )
+        con.register("incoming_keys", keyed)
+        try:
+            sql = queries.new_row_numbers(name, "incoming_keys", creation_us)
+            new = con.execute(sql).fetch_arrow_table()[queries.ROW_NUMBER]
+        finally:
+            con.unregister("incoming_keys")
+        if len(new) < rows.num_rows:
+            rows = rows.take(new)
+    if not rows.num_rows:
+        return 0
     con.register("incoming", rows)
     try:
         # DuckDB answers an INSERT with the number of rows it inserted.
-        sql = queries.insert_new_rows(name, "incoming", creation_us)
-        return con.execute(sql).fetchone()[0]
+        return con.execute(queries.insert_rows(name, "incoming")).fetchone()[0]
     finally:
         con.unregister("incoming")
 
