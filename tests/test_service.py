@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -72,6 +73,58 @@ def test_a_killed_collector_is_restarted_and_the_truth_still_matches(tmp_path):
     assert len(collector_pids(log.splitlines())) == 3
     truth = run.finish_sim()
     assert differences(run.latest(), truth) == []
+
+
+def state_and_parent(pid: int | str) -> tuple[str, int] | None:
+    """A process's state letter and parent pid, from /proc; None if it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    state, ppid = stat.rsplit(")", 1)[1].split()[:2]
+    return state, int(ppid)
+
+
+def children_of(pid: int) -> list[int]:
+    """Living (not zombie) processes whose parent is `pid`."""
+    return [
+        int(entry)
+        for entry in os.listdir("/proc")
+        if entry.isdigit()
+        and (info := state_and_parent(entry)) is not None
+        and info[1] == pid
+        and info[0] != "Z"
+    ]
+
+
+def alive(pid: int) -> bool:
+    info = state_and_parent(pid)
+    return info is not None and info[0] != "Z"
+
+
+def test_a_killed_supervisor_takes_its_collectors_and_writer_with_it(tmp_path):
+    run = start_sim(tmp_path, accounts=4, seed=24, duration=30)
+    service = run.start_service("--duration", "60", "--workers", "2")
+    lines: list[str] = []
+    while len(collector_pids(lines)) < 2:
+        line = service.stderr.readline()
+        assert line, "the service ended early"
+        lines.append(line)
+    children = children_of(service.pid)
+    assert len(children) >= 3  # two collectors and the writer
+    service.kill()
+    service.wait()
+    try:
+        # Left running they held every account's connection and waited on dead pipes.
+        assert wait_until(lambda: not any(alive(pid) for pid in children), timeout=10), [
+            pid for pid in children if alive(pid)
+        ]
+    finally:
+        for pid in children:
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)
+        run.sim.kill()
+        run.sim.wait()
 
 
 def test_sigterm_loses_nothing_the_collectors_decoded(tmp_path):

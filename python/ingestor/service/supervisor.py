@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import multiprocessing
+import os
 import queue
 import signal
 import time
@@ -16,7 +17,7 @@ from typing import Any
 
 from ingestor import sinks
 from ingestor.config import Account, Settings
-from ingestor.service import collector, writer
+from ingestor.service import collector, lifeline, writer
 from ingestor.service.messages import BATCH, COLLECTOR_STATS, DONE, END, WRITER_STATS
 from ingestor.service.metrics import Server, Telemetry
 from ingestor.service.start_check import run_start_check
@@ -137,8 +138,16 @@ class Supervisor:
             {**a.engine_spec(), "open_positions": known.get(a.id, [])} for a in handle.accounts
         ]
         handle.process = self.ctx.Process(
-            target=collector.run,
-            args=(handle.worker, specs, self.settings, send, handle.stop),
+            target=lifeline.run_as_child,
+            args=(
+                os.getpid(),
+                collector.run,
+                handle.worker,
+                specs,
+                self.settings,
+                send,
+                handle.stop,
+            ),
             name=f"ingestor-collector-{handle.worker}",
             daemon=True,
         )
@@ -191,8 +200,8 @@ class Supervisor:
         to_writer = self.ctx.Queue(maxsize=WRITER_QUEUE_BATCHES)
         from_writer = self.ctx.Queue()
         writer_process = self.ctx.Process(
-            target=writer.run,
-            args=(settings, to_writer, from_writer),
+            target=lifeline.run_as_child,
+            args=(os.getpid(), writer.run, settings, to_writer, from_writer),
             name="ingestor-writer",
             daemon=True,
         )

@@ -1,0 +1,38 @@
+"""The supervisor's children end with it.
+
+Collectors and the writer ignore SIGINT and SIGTERM (the supervisor owns signals and drains
+them in order), and their pipes and queues stay open in their siblings, so a supervisor that
+is killed (SIGKILL, the OOM killer, a crash) left them running: collectors holding every
+account's connection, blocked on a pipe nobody reads, and a writer waiting forever. Without
+the supervisor nothing they hold can reach the store, so the kernel ends them at once.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import sys
+from collections.abc import Callable
+from typing import Any
+
+#: prctl(2): the signal this process gets when the thread that forked it ends.
+PR_SET_PDEATHSIG = 1
+
+
+def die_with(parent_pid: int) -> None:
+    """SIGKILL this process when `parent_pid`, which forked it, ends; exit now if it already
+    has (it may end before the request is made). Linux only: elsewhere nothing is asked."""
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0) != 0:
+            errno = ctypes.get_errno()
+            raise OSError(errno, f"prctl(PR_SET_PDEATHSIG): {os.strerror(errno)}")
+    if os.getppid() != parent_pid:
+        os._exit(1)
+
+
+def run_as_child(parent_pid: int, target: Callable[..., None], *args: Any) -> None:
+    """A child process's target: `target(*args)`, ending with `parent_pid`."""
+    die_with(parent_pid)
+    target(*args)
