@@ -127,6 +127,36 @@ def test_a_killed_supervisor_takes_its_collectors_and_writer_with_it(tmp_path):
         run.sim.wait()
 
 
+def test_a_killed_service_takes_the_simulator_it_started_with_it(tmp_path):
+    accounts = tmp_path / "sim.yaml"
+    accounts.write_text(
+        "sink: {kind: duckdb, path: capture.duckdb}\n"
+        "accounts:\n  - {id: sim-0001, environment: sim}\n  - {id: sim-0002, environment: sim}\n"
+    )
+    service = subprocess.Popen(
+        [sys.executable, "-m", "ingestor", "--accounts", str(accounts), "--status", "log",
+         "--duration", "60"],
+        cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    lines: list[str] = []
+    while not collector_pids(lines):
+        line = service.stderr.readline()
+        assert line, "the service ended early: " + "".join(lines)
+        lines.append(line)
+    children = children_of(service.pid)
+    assert len(children) >= 3  # the simulator, a collector and the writer
+    service.kill()
+    service.wait()
+    try:
+        assert wait_until(lambda: not any(alive(pid) for pid in children), timeout=30), [
+            pid for pid in children if alive(pid)
+        ]
+    finally:
+        for pid in children:
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)
+
+
 def test_sigterm_loses_nothing_the_collectors_decoded(tmp_path):
     # A flush interval longer than the run: at SIGTERM every row is still waiting, so the
     # drain alone must commit all of them.

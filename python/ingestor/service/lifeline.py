@@ -5,6 +5,8 @@ them in order), and their pipes and queues stay open in their siblings, so a sup
 is killed (SIGKILL, the OOM killer, a crash) left them running: collectors holding every
 account's connection, blocked on a pipe nobody reads, and a writer waiting forever. Without
 the supervisor nothing they hold can reach the store, so the kernel ends them at once.
+The simulator the service starts for `environment: sim` gets SIGTERM instead, and ends as
+it does on Ctrl-C.
 """
 
 from __future__ import annotations
@@ -20,12 +22,13 @@ from typing import Any
 PR_SET_PDEATHSIG = 1
 
 
-def die_with(parent_pid: int) -> None:
-    """SIGKILL this process when `parent_pid`, which forked it, ends; exit now if it already
-    has (it may end before the request is made). Linux only: elsewhere nothing is asked."""
+def die_with(parent_pid: int, signum: int = signal.SIGKILL) -> None:
+    """Send this process `signum` when `parent_pid`, which started it, ends; exit now if it
+    already has (it may end before the request is made). Linux only: elsewhere nothing is
+    asked."""
     if sys.platform.startswith("linux"):
         libc = ctypes.CDLL(None, use_errno=True)
-        if libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0) != 0:
+        if libc.prctl(PR_SET_PDEATHSIG, int(signum), 0, 0, 0) != 0:
             errno = ctypes.get_errno()
             raise OSError(errno, f"prctl(PR_SET_PDEATHSIG): {os.strerror(errno)}")
     if os.getppid() != parent_pid:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import signal
 import subprocess
@@ -66,6 +67,8 @@ def simulated(settings: config.Settings) -> Iterator[config.Settings]:
             "--write-accounts", str(accounts_file),
             # The capture is over when the service stops: no grace needed unless asked for.
             "--grace", str(options.pop("grace", 0.0)),
+            # A service killed outright takes its exchange with it (see service/lifeline.py).
+            "--exit-with", str(os.getpid()),
         ]  # fmt: skip
         if truth:
             command += ["--truth", str(truth)]

@@ -18,6 +18,7 @@ import signal
 import sys
 from pathlib import Path
 
+from ingestor.service.lifeline import die_with
 from ingestor.sim.accounts_file import write_accounts_file
 from ingestor.sim.exchange import DEFAULT_IDLE_TIMEOUT, Exchange
 from ingestor.sim.faults import FaultConfig, parse_accounts
@@ -44,6 +45,12 @@ def parser() -> argparse.ArgumentParser:
     )
     ap.add_argument(
         "--sink-path", default="capture.duckdb", help="sink path written in the accounts YAML"
+    )
+    ap.add_argument(
+        "--exit-with",
+        type=int,
+        metavar="PID",
+        help="end as on SIGTERM when process PID, which started this one, ends (Linux)",
     )
     ap.add_argument("--tick", type=float, default=0.05, help="seconds between market steps")
     ap.add_argument("--trade-rate", type=float, default=1.0, help="trades per account per second")
@@ -186,6 +193,8 @@ async def run(args: argparse.Namespace) -> int:
 def main() -> int:
     """Entry point."""
     args = parser().parse_args()
+    if args.exit_with is not None:
+        die_with(args.exit_with, signal.SIGTERM)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(message)s")
     return asyncio.run(run(args))
 
