@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 EXT_STAMP := $(VENV)/.ext-built
 RUST_SRC := $(shell find rust -name '*.rs' -o -name Cargo.toml) Cargo.toml Cargo.lock pyproject.toml
 
-.PHONY: all setup build test test-rust test-py lint fmt run bench bench-decode bench-engine bench-e2e clean
+.PHONY: all setup build test test-rust test-py lint fmt run bench bench-decode bench-engine bench-writer bench-e2e clean
 
 all: test
 
@@ -49,6 +49,10 @@ bench-decode: build
 bench-engine: build
 	$(PY) benches/bench_engine.py --idle 100,1000,10000
 
+# A commit to the DuckDB store against a plain insert; writes benches/results/writer.md.
+bench-writer: build
+	$(PY) benches/bench_writer.py
+
 $(VENV)/.bench-deps: requirements-bench.txt $(VENV)/.deps
 	$(PY) -m pip install --quiet -r requirements-bench.txt
 	touch $@
@@ -57,7 +61,7 @@ $(VENV)/.bench-deps: requirements-bench.txt $(VENV)/.deps
 bench-e2e: build $(VENV)/.bench-deps
 	$(PY) benches/bench_e2e.py
 
-bench: bench-decode bench-engine bench-e2e
+bench: bench-decode bench-engine bench-writer bench-e2e
 
 # The demo: 50 simulated accounts on the built-in exchange for 30 s (Ctrl-C stops sooner and
 # still drains), then the latest positions and balances. Files land in ./run/.
