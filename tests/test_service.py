@@ -60,11 +60,7 @@ def collector_pids(stderr_lines: list[str]) -> list[int]:
 def test_a_killed_collector_is_restarted_and_the_truth_still_matches(tmp_path):
     run = start_sim(tmp_path, accounts=10, seed=22, duration=6)
     service = run.start_service("--duration", "11", "--workers", "2")
-    lines: list[str] = []
-    while len(collector_pids(lines)) < 2:
-        line = service.stderr.readline()
-        assert line, "the service ended early"
-        lines.append(line)
+    lines = read_until_collectors(service, 2)
     time.sleep(2)
     os.kill(collector_pids(lines)[0], signal.SIGKILL)
     assert run.wait_service() == 0
@@ -102,27 +98,40 @@ def alive(pid: int) -> bool:
     return info is not None and info[0] != "Z"
 
 
-def test_a_killed_supervisor_takes_its_collectors_and_writer_with_it(tmp_path):
-    run = start_sim(tmp_path, accounts=4, seed=24, duration=30)
-    service = run.start_service("--duration", "60", "--workers", "2")
+def read_until_collectors(service: subprocess.Popen, count: int) -> list[str]:
+    """The service's log lines up to the one where its `count`-th collector started."""
     lines: list[str] = []
-    while len(collector_pids(lines)) < 2:
+    while len(collector_pids(lines)) < count:
         line = service.stderr.readline()
-        assert line, "the service ended early"
+        assert line, "the service ended early: " + "".join(lines)
         lines.append(line)
+    return lines
+
+
+def kill_and_expect_children_gone(service: subprocess.Popen, at_least: int, timeout: float):
+    """SIGKILLs the service and asserts its children end by themselves within `timeout`."""
     children = children_of(service.pid)
-    assert len(children) >= 3  # two collectors and the writer
+    assert len(children) >= at_least, children
     service.kill()
     service.wait()
     try:
-        # Left running they held every account's connection and waited on dead pipes.
-        assert wait_until(lambda: not any(alive(pid) for pid in children), timeout=10), [
+        assert wait_until(lambda: not any(alive(pid) for pid in children), timeout), [
             pid for pid in children if alive(pid)
         ]
     finally:
         for pid in children:
             if alive(pid):
                 os.kill(pid, signal.SIGKILL)
+
+
+def test_a_killed_supervisor_takes_its_collectors_and_writer_with_it(tmp_path):
+    run = start_sim(tmp_path, accounts=4, seed=24, duration=30)
+    service = run.start_service("--duration", "60", "--workers", "2")
+    read_until_collectors(service, 2)
+    try:
+        # Left running they held every account's connection and waited on dead pipes.
+        kill_and_expect_children_gone(service, at_least=3, timeout=10)  # collectors, writer
+    finally:
         run.sim.kill()
         run.sim.wait()
 
@@ -138,23 +147,9 @@ def test_a_killed_service_takes_the_simulator_it_started_with_it(tmp_path):
          "--duration", "60"],
         cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
-    lines: list[str] = []
-    while not collector_pids(lines):
-        line = service.stderr.readline()
-        assert line, "the service ended early: " + "".join(lines)
-        lines.append(line)
-    children = children_of(service.pid)
-    assert len(children) >= 3  # the simulator, a collector and the writer
-    service.kill()
-    service.wait()
-    try:
-        assert wait_until(lambda: not any(alive(pid) for pid in children), timeout=30), [
-            pid for pid in children if alive(pid)
-        ]
-    finally:
-        for pid in children:
-            if alive(pid):
-                os.kill(pid, signal.SIGKILL)
+    read_until_collectors(service, 1)
+    # The simulator, a collector and the writer.
+    kill_and_expect_children_gone(service, at_least=3, timeout=30)
 
 
 def test_sigterm_loses_nothing_the_collectors_decoded(tmp_path):
