@@ -108,7 +108,7 @@ def read_until_collectors(service: subprocess.Popen, count: int) -> list[str]:
     return lines
 
 
-def kill_and_expect_children_gone(service: subprocess.Popen, at_least: int, timeout: float):
+def kill_and_expect_children_gone(service: subprocess.Popen, at_least: int, timeout: float) -> None:
     """SIGKILLs the service and asserts its children end by themselves within `timeout`."""
     children = children_of(service.pid)
     assert len(children) >= at_least, children
