@@ -143,6 +143,38 @@ def test_wrong_argument_types_are_clear_errors():
         ingestor.decode([POSITION_PUSH], account_id="")
 
 
+def test_calls_in_a_row_share_nothing_but_room():
+    """Each call's decoder is kept for the next one's buffers, never for its rows."""
+    # A call that fails part way leaves its decoded rows behind it, not in the next call.
+    with pytest.raises(TypeError):
+        decode([POSITION_PUSH, WALLET_PUSH, 123])
+    assert all(batch.num_rows == 0 for batch in decode([]).values())
+
+    # The kept decoder serves only calls with the same options.
+    def raw_json(**options):
+        return only_row(decode([POSITION_PUSH], **options)["position_snapshots"])["raw_json"]
+
+    assert [raw_json() is None, raw_json(keep_raw=False) is None, raw_json() is None] == [
+        False,
+        True,
+        False,
+    ]
+
+    # An iterator that decodes on its own while being read: each call gets its own rows.
+    inner: list[dict] = []
+
+    def frames():
+        yield POSITION_PUSH
+        inner.append(decode([WALLET_PUSH], account_id="inner"))
+        yield POSITION_PUSH
+
+    outer = decode(frames())
+    assert outer["position_snapshots"].num_rows == 2
+    assert outer["wallet_snapshots"].num_rows == 0
+    assert inner[0]["position_snapshots"].num_rows == 0
+    assert set(inner[0]["wallet_snapshots"]["account_id"].to_pylist()) == {"inner"}
+
+
 def hostile_frames() -> list[tuple[bytes, str]]:
     """(frame, a word its reject reason must contain)."""
     element = orjson.loads(POSITION_PUSH)["data"][0]

@@ -12,12 +12,16 @@ use ingestor_core::protocol::Envelope;
 use ingestor_core::wallet::WalletElement;
 use ingestor_core::{Decoder, Table};
 
+/// As in the extension (`rust/py/src/lib.rs`), so both halves of the benchmark allocate alike.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const RUNS: usize = 5;
 const BATCH: usize = 10_000;
 
 /// The parse the decoder does, without Arrow: pushes of the common shape through the flat
 /// fast path, everything else through serde.
-fn parse_only(frames: &[Vec<u8>]) -> usize {
+fn parse_only(frames: &[&[u8]]) -> usize {
     let mut elements = 0;
     let mut scratch = flat::Parsed::default();
     let mut orders = flat::KeyOrders::default();
@@ -45,7 +49,7 @@ fn parse_only(frames: &[Vec<u8>]) -> usize {
 }
 
 /// The serde path alone (the reference reader, and the only one before the fast path).
-fn serde_parse_only(frames: &[Vec<u8>]) -> usize {
+fn serde_parse_only(frames: &[&[u8]]) -> usize {
     frames
         .iter()
         .map(|frame| serde_parse(std::str::from_utf8(frame).expect("bench frames are UTF-8")))
@@ -68,7 +72,7 @@ fn serde_parse(text: &str) -> usize {
     elements
 }
 
-fn decode(frames: &[Vec<u8>]) -> usize {
+fn decode(frames: &[&[u8]]) -> usize {
     let mut decoder = Decoder::default();
     let mut rows = 0;
     for chunk in frames.chunks(BATCH) {
@@ -82,7 +86,7 @@ fn decode(frames: &[Vec<u8>]) -> usize {
     rows
 }
 
-fn best_ns_per_frame(frames: &[Vec<u8>], f: fn(&[Vec<u8>]) -> usize) -> f64 {
+fn best_ns_per_frame(frames: &[&[u8]], f: fn(&[&[u8]]) -> usize) -> f64 {
     (0..RUNS)
         .map(|_| {
             let start = Instant::now();
@@ -97,10 +101,11 @@ fn main() {
         .nth(1)
         .expect("usage: decode_floor FRAMES.ndjson");
     let text = std::fs::read(&path).expect("readable frames file");
-    let frames: Vec<Vec<u8>> = text
+    // Slices of one buffer: frames back to back, as a socket reader leaves them (and as the
+    // Python half lays them out), whatever the allocator does with small vectors.
+    let frames: Vec<&[u8]> = text
         .split(|&b| b == b'\n')
         .filter(|line| !line.is_empty())
-        .map(<[u8]>::to_vec)
         .collect();
     // `decode_floor FRAMES decode` (or `parse`) runs only that half, for profiling.
     match std::env::args().nth(2).as_deref() {

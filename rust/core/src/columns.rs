@@ -5,8 +5,8 @@
 //! that turns the builders into a `RecordBatch` and leaves them empty for the next rows.
 
 use arrow_array::builder::{
-    BinaryBuilder, BooleanBuilder, Decimal128Builder, Int32Builder, Int64Builder, StringBuilder,
-    TimestampMicrosecondBuilder,
+    ArrayBuilder, BinaryBuilder, BooleanBuilder, Decimal128Builder, Int32Builder, Int64Builder,
+    StringBuilder, TimestampMicrosecondBuilder,
 };
 use arrow_schema::{DataType, TimeUnit};
 
@@ -14,9 +14,28 @@ use crate::decimal::{PRECISION, SCALE};
 
 /// One kind of column: its Arrow type and the builder that collects it.
 pub trait ColumnKind {
-    type Builder: arrow_array::builder::ArrayBuilder;
+    type Builder: ArrayBuilder;
     fn data_type() -> DataType;
     fn builder(capacity: usize) -> Self::Builder;
+    /// An empty builder with room for `rows` rows of the kind `full` holds, so the next batch
+    /// of that size never grows its buffers (each growth reallocates and copies all so far).
+    fn builder_like(full: &Self::Builder, rows: usize) -> Self::Builder {
+        let _ = full;
+        Self::builder(rows)
+    }
+}
+
+/// The most rows a table's builders keep room for after a cut: a collector's batches are
+/// smaller (`batch_size`), and one large `decode` call does not leave its size reserved.
+pub const KEPT_ROWS: usize = 65_536;
+
+/// Bytes of text for `rows` rows, at the bytes per row of `len` rows holding `bytes`.
+fn bytes_for(rows: usize, len: usize, bytes: usize) -> usize {
+    if len == 0 {
+        0
+    } else {
+        bytes.div_ceil(len) * rows
+    }
 }
 
 /// UTF-8 text.
@@ -42,6 +61,10 @@ impl ColumnKind for Utf8 {
     fn builder(capacity: usize) -> StringBuilder {
         StringBuilder::with_capacity(capacity, capacity * 8)
     }
+    fn builder_like(full: &StringBuilder, rows: usize) -> StringBuilder {
+        let bytes = bytes_for(rows, full.len(), full.values_slice().len());
+        StringBuilder::with_capacity(rows, bytes)
+    }
 }
 
 impl ColumnKind for Bytes {
@@ -51,6 +74,10 @@ impl ColumnKind for Bytes {
     }
     fn builder(capacity: usize) -> BinaryBuilder {
         BinaryBuilder::with_capacity(capacity, capacity * 64)
+    }
+    fn builder_like(full: &BinaryBuilder, rows: usize) -> BinaryBuilder {
+        let bytes = bytes_for(rows, full.len(), full.values_slice().len());
+        BinaryBuilder::with_capacity(rows, bytes)
     }
 }
 
@@ -167,13 +194,72 @@ macro_rules! table {
                 self.len() == 0
             }
 
-            /// Turns the rows so far into a batch and leaves the builders empty.
+            /// Turns the rows so far into a batch and leaves the builders empty, with room
+            /// for as many rows (and bytes of text) as this batch took, up to `KEPT_ROWS`.
             pub fn finish(&mut self) -> arrow_array::RecordBatch {
                 use arrow_array::builder::ArrayBuilder;
-                let columns: Vec<arrow_array::ArrayRef> = vec![$( ArrayBuilder::finish(&mut self.$col) ),*];
+                use $crate::columns::ColumnKind;
+                let rows = self.len().min($crate::columns::KEPT_ROWS);
+                let next = Self { $( $col: $crate::columns::$kind::builder_like(&self.$col, rows), )* };
+                let mut full = std::mem::replace(self, next);
+                let columns: Vec<arrow_array::ArrayRef> = vec![$( ArrayBuilder::finish(&mut full.$col) ),*];
                 arrow_array::RecordBatch::try_new(Self::schema(), columns)
                     .expect("every column is appended once per row")
             }
         }
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{bytes_for, KEPT_ROWS};
+
+    crate::table! {
+        Sample = "sample" {
+            name: Utf8 [required],
+            amount: Decimal,
+        }
+    }
+
+    fn filled(rows: usize) -> Sample {
+        assert_eq!(Sample::NAME, "sample");
+        let mut sample = Sample::with_capacity(0);
+        for i in 0..rows {
+            sample.name.append_value("twelve bytes");
+            sample
+                .amount
+                .append_option((i % 2 == 0).then_some(i as i128));
+        }
+        sample
+    }
+
+    #[test]
+    fn a_cut_leaves_room_for_as_many_rows_as_it_took() {
+        let mut sample = filled(1_000);
+        let batch = sample.finish();
+        assert_eq!(batch.num_rows(), 1_000);
+        assert!(sample.is_empty());
+        assert!(sample.amount.capacity() >= 1_000);
+        // The rows after the cut are whole rows of their own.
+        sample.name.append_value("x");
+        sample.amount.append_null();
+        let next = sample.finish();
+        assert_eq!(next.num_rows(), 1);
+        assert_eq!(next.column(1).null_count(), 1);
+    }
+
+    #[test]
+    fn a_large_cut_keeps_room_for_kept_rows_only() {
+        let mut sample = filled(KEPT_ROWS + 10);
+        sample.finish();
+        assert!(sample.amount.capacity() >= KEPT_ROWS);
+        assert!(sample.amount.capacity() < KEPT_ROWS + 10 + 64);
+    }
+
+    #[test]
+    fn text_room_scales_with_the_rows_kept() {
+        assert_eq!(bytes_for(10, 0, 0), 0);
+        assert_eq!(bytes_for(10, 10, 120), 120);
+        assert_eq!(bytes_for(5, 10, 121), 65);
+    }
 }

@@ -63,7 +63,7 @@ impl Table {
     }
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DecoderConfig {
     /// Keep each element's original text in `raw_json`.
     pub keep_raw: bool,
