@@ -242,8 +242,10 @@ def test_hostile_frames_all_land_in_rejects_and_spare_the_good_ones():
 def test_oversize_frames_are_refused_unread():
     limit = 2048
     frame = b'{"topic":"wallet","creationTime":1,"data":[' + b" " * 5000 + b"]}"
-    out = decode([frame, POSITION_PUSH], max_frame_bytes=limit)
-    (reject,) = out["rejects"].to_pylist()
-    assert "exceeds the 2048-byte limit" in reject["reason"]
-    assert reject["raw"] == frame[:limit]
-    assert out["position_snapshots"].num_rows == 1
+    # As bytes, and as str (which is known to be UTF-8 and takes its own way in).
+    for oversize in (frame, frame.decode()):
+        out = decode([oversize, POSITION_PUSH], max_frame_bytes=limit)
+        (reject,) = out["rejects"].to_pylist()
+        assert "exceeds the 2048-byte limit" in reject["reason"]
+        assert reject["raw"] == frame[:limit]
+        assert out["position_snapshots"].num_rows == 1

@@ -121,6 +121,19 @@ impl Default for Decoder {
     }
 }
 
+/// A whole frame's reject, its reason still to be given.
+fn frame_reject<'a>(account_id: &'a str, raw: &'a [u8], local_ts: i64) -> Reject<'a> {
+    Reject {
+        account_id,
+        local_ts,
+        source: Source::Ws,
+        topic: None,
+        message_id: None,
+        reason: "",
+        raw,
+    }
+}
+
 impl Decoder {
     pub fn new(config: DecoderConfig) -> Self {
         Decoder {
@@ -174,37 +187,44 @@ impl Decoder {
 
     /// Decodes one WebSocket text frame of `account_id`, received at `local_ts` (µs, UTC).
     pub fn decode_frame(&mut self, account_id: &str, frame: &[u8], local_ts: i64) -> FrameOutcome {
-        let mut reject = Reject {
-            account_id,
-            local_ts,
-            source: Source::Ws,
-            topic: None,
-            message_id: None,
-            reason: "",
-            raw: frame,
-        };
         if frame.len() > self.config.max_frame_bytes {
-            let limit = self.config.max_frame_bytes;
-            let reason = format!(
-                "frame of {} bytes exceeds the {limit}-byte limit; raw holds its first {limit} bytes",
-                frame.len()
-            );
-            reject.raw = &frame[..limit];
-            return self.reject_frame(Reject {
-                reason: &reason,
-                ..reject
-            });
+            return self.reject_oversize(account_id, frame, local_ts);
         }
-        let text = match std::str::from_utf8(frame) {
-            Ok(text) => text,
+        match std::str::from_utf8(frame) {
+            Ok(text) => self.decode_valid(account_id, text, local_ts),
             Err(e) => {
                 let reason = format!("not valid UTF-8: {e}");
-                return self.reject_frame(Reject {
+                self.reject_frame(Reject {
                     reason: &reason,
-                    ..reject
-                });
+                    ..frame_reject(account_id, frame, local_ts)
+                })
             }
-        };
+        }
+    }
+
+    /// `decode_frame` for a frame already known to be UTF-8: a WebSocket text message, which
+    /// the WebSocket layer has validated, or a Python `str`.
+    pub fn decode_text(&mut self, account_id: &str, text: &str, local_ts: i64) -> FrameOutcome {
+        if text.len() > self.config.max_frame_bytes {
+            return self.reject_oversize(account_id, text.as_bytes(), local_ts);
+        }
+        self.decode_valid(account_id, text, local_ts)
+    }
+
+    fn reject_oversize(&mut self, account_id: &str, frame: &[u8], local_ts: i64) -> FrameOutcome {
+        let limit = self.config.max_frame_bytes;
+        let reason = format!(
+            "frame of {} bytes exceeds the {limit}-byte limit; raw holds its first {limit} bytes",
+            frame.len()
+        );
+        self.reject_frame(Reject {
+            reason: &reason,
+            ..frame_reject(account_id, &frame[..limit], local_ts)
+        })
+    }
+
+    fn decode_valid(&mut self, account_id: &str, text: &str, local_ts: i64) -> FrameOutcome {
+        let mut reject = frame_reject(account_id, text.as_bytes(), local_ts);
         if self.fast_path {
             let mut parsed = std::mem::take(&mut self.scratch).recycle();
             let outcome = flat::push_frame(text, &mut parsed, &mut self.key_orders)
@@ -731,6 +751,29 @@ mod fast_path_tests {
         );
     }
 
+    #[test]
+    fn text_frames_decode_as_their_bytes_do() {
+        let config = DecoderConfig {
+            max_frame_bytes: 600,
+            ..DecoderConfig::default()
+        };
+        let (mut bytes, mut text) = (Decoder::new(config), Decoder::new(config));
+        let short = r#"{"topic":"position","creationTime":1,"data":[]}"#;
+        let frames = [PUSH, WALLET, short, "{", r#"{"op":"pong","success":true}"#];
+        for frame in frames {
+            let a = format!(
+                "{:?}",
+                bytes.decode_frame(ACCOUNT, frame.as_bytes(), LOCAL_TS)
+            );
+            let b = format!("{:?}", text.decode_text(ACCOUNT, frame, LOCAL_TS));
+            assert_eq!(a, b, "{frame}");
+        }
+        // The documented pushes are over the limit here, and `{` is no frame.
+        assert_eq!(bytes.pending(Table::Rejects), 3);
+        for table in Table::ALL {
+            assert_eq!(bytes.cut(table), text.cut(table), "{table:?}");
+        }
+    }
     /// Every kind of value a field might hold, good and bad.
     const VALUES: [&str; 37] = [
         r#""1.5""#,

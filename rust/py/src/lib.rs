@@ -51,7 +51,7 @@ fn decode<'py>(
             decoder.decode_frame(account_id, bytes.as_bytes(), received_at_us);
         } else if let Ok(text) = item.cast::<PyString>() {
             match text.to_str() {
-                Ok(text) => decoder.decode_frame(account_id, text.as_bytes(), received_at_us),
+                Ok(text) => decoder.decode_text(account_id, text, received_at_us),
                 // A str with lone surrogates has no UTF-8 form; its lossless bytes go to
                 // `rejects` as invalid UTF-8 rather than failing the whole call.
                 Err(_) => {

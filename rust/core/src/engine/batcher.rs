@@ -2,6 +2,7 @@
 //! or age, queued for `next_batches`, with a bound on rows decoded but not yet taken.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -20,6 +21,15 @@ pub struct Batcher {
     batch_size: usize,
     flush_interval: Duration,
     max_pending_rows: usize,
+    /// `undelivered() >= max_pending_rows`, kept up to date under the lock.
+    full: AtomicBool,
+}
+
+impl Inner {
+    fn undelivered(&self) -> usize {
+        let pending: usize = Table::ALL.iter().map(|&t| self.decoder.pending(t)).sum();
+        pending + self.queued_rows
+    }
 }
 
 struct Inner {
@@ -49,6 +59,7 @@ impl Batcher {
             batch_size: batch_size.max(1),
             flush_interval,
             max_pending_rows,
+            full: AtomicBool::new(false),
         }
     }
 
@@ -64,19 +75,26 @@ impl Batcher {
     pub fn with_decoder<R>(&self, f: impl FnOnce(&mut Decoder) -> R) -> R {
         let mut inner = self.lock();
         let result = f(&mut inner.decoder);
-        let now = Instant::now();
+        // The clock is read only when a table gets its first row since its last cut.
+        let mut now = None;
         let mut cut_any = false;
         for (i, table) in Table::ALL.into_iter().enumerate() {
             let pending = inner.decoder.pending(table);
             if pending == 0 {
                 continue;
             }
-            inner.oldest[i].get_or_insert(now);
+            if inner.oldest[i].is_none() {
+                inner.oldest[i] = Some(*now.get_or_insert_with(Instant::now));
+            }
             if pending >= self.batch_size {
                 Self::cut(&mut inner, i, table);
                 cut_any = true;
             }
         }
+        self.full.store(
+            inner.undelivered() >= self.max_pending_rows,
+            Ordering::Relaxed,
+        );
         drop(inner);
         if cut_any {
             self.ready.notify_all();
@@ -122,13 +140,13 @@ impl Batcher {
 
     /// Decoded rows not yet handed out.
     pub fn undelivered(&self) -> usize {
-        let inner = self.lock();
-        let pending: usize = Table::ALL.iter().map(|&t| inner.decoder.pending(t)).sum();
-        pending + inner.queued_rows
+        self.lock().undelivered()
     }
 
+    /// Whether undelivered rows have reached `max_pending_rows`, as of the last change (read
+    /// before every frame, so without the lock).
     pub fn is_full(&self) -> bool {
-        self.undelivered() >= self.max_pending_rows
+        self.full.load(Ordering::Relaxed)
     }
 
     /// Waits until there is room for more rows.
@@ -161,6 +179,10 @@ impl Batcher {
         }
         let batches: Vec<_> = inner.queue.drain(..).collect();
         inner.queued_rows = 0;
+        self.full.store(
+            inner.undelivered() >= self.max_pending_rows,
+            Ordering::Relaxed,
+        );
         drop(inner);
         self.room.notify_waiters();
         batches
