@@ -180,6 +180,11 @@ impl Decoder {
         self.positions.recent_keys(rows)
     }
 
+    /// The same keys lent to `f` (see `PositionColumns::for_recent_keys`).
+    pub fn for_recent_position_keys(&self, rows: usize, f: impl FnMut(&str, &str, i32, bool)) {
+        self.positions.for_recent_keys(rows, f)
+    }
+
     /// Records a connection state change.
     pub fn record_event(&mut self, event: &ConnectionEvent<'_>) {
         self.events.append(event);

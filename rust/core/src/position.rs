@@ -267,28 +267,44 @@ impl PositionColumns {
     /// resync after a gap can ask for the ones the exchange no longer lists (a position closed
     /// during the gap is simply absent from `/v5/position/list`).
     pub fn recent_keys(&self, rows: usize) -> Vec<(PositionKey, bool)> {
+        let mut keys = Vec::with_capacity(rows);
+        self.for_recent_keys(rows, |category, symbol, position_idx, open| {
+            let key = PositionKey {
+                category: category.to_owned(),
+                symbol: symbol.to_owned(),
+                position_idx,
+            };
+            keys.push((key, open));
+        });
+        keys
+    }
+
+    /// `recent_keys` lent to `f` one by one (category, symbol, position_idx, open), with no
+    /// allocation: the engine notes them for every push.
+    pub fn for_recent_keys(&self, rows: usize, mut f: impl FnMut(&str, &str, i32, bool)) {
         let len = self.len();
         let first = len.saturating_sub(rows);
-        let text = |builder: &arrow_array::builder::StringBuilder, i: usize| -> String {
+        // Appended from `&str`, so always UTF-8.
+        fn text(builder: &arrow_array::builder::StringBuilder, i: usize) -> &str {
             let offsets = builder.offsets_slice();
             let (start, end) = (offsets[i] as usize, offsets[i + 1] as usize);
-            String::from_utf8_lossy(&builder.values_slice()[start..end]).into_owned()
-        };
-        let sizes = self.size.values_slice();
+            std::str::from_utf8(&builder.values_slice()[start..end]).unwrap_or_default()
+        }
         let size_valid = |i: usize| {
             self.size
                 .validity_slice()
                 .is_none_or(|bits| bits[i / 8] & (1 << (i % 8)) != 0)
         };
-        (first..len)
-            .map(|i| {
-                let key = PositionKey {
-                    category: text(&self.category, i),
-                    symbol: text(&self.symbol, i),
-                    position_idx: self.position_idx.values_slice()[i],
-                };
-                (key, size_valid(i) && sizes[i] != 0)
-            })
-            .collect()
+        let sizes = &self.size.values_slice()[first..len];
+        let indexes = &self.position_idx.values_slice()[first..len];
+        for (i, (&size, &position_idx)) in (first..).zip(sizes.iter().zip(indexes)) {
+            let open = size_valid(i) && size != 0;
+            f(
+                text(&self.category, i),
+                text(&self.symbol, i),
+                position_idx,
+                open,
+            );
+        }
     }
 }

@@ -21,10 +21,16 @@ use crate::sign::rest_signature;
 const POSITION_CATEGORIES: [&str; 3] = ["linear", "inverse", "option"];
 
 /// The positions an account was last seen to hold, from pushes and resyncs.
+///
+/// Keyed by category, then symbol (each found by `&str`), so noting a position already known
+/// (every push of a held position) allocates nothing.
 #[derive(Default)]
 pub struct KnownPositions {
-    open: Mutex<HashMap<PositionKey, bool>>,
+    open: Mutex<ByCategory>,
 }
+
+/// category → symbol → (position_idx, last seen open).
+type ByCategory = HashMap<String, HashMap<String, Vec<(i32, bool)>>>;
 
 impl KnownPositions {
     pub fn update(&self, keys: Vec<(PositionKey, bool)>) {
@@ -33,21 +39,50 @@ impl KnownPositions {
         }
         let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
         for (key, is_open) in keys {
-            open.insert(key, is_open);
+            note(
+                &mut open,
+                &key.category,
+                &key.symbol,
+                key.position_idx,
+                is_open,
+            );
         }
+    }
+
+    /// Notes one position as open or not.
+    pub fn note(&self, category: &str, symbol: &str, position_idx: i32, is_open: bool) {
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        note(&mut open, category, symbol, position_idx, is_open);
     }
 
     /// Symbols of `category` with a position last seen open.
     pub fn open_symbols(&self, category: &str) -> Vec<String> {
         let open = self.open.lock().unwrap_or_else(|p| p.into_inner());
-        let symbols: HashSet<&String> = open
-            .iter()
-            .filter(|(key, &is_open)| is_open && key.category == category)
-            .map(|(key, _)| &key.symbol)
+        let mut symbols: Vec<String> = open
+            .get(category)
+            .into_iter()
+            .flatten()
+            .filter(|(_, sides)| sides.iter().any(|&(_, is_open)| is_open))
+            .map(|(symbol, _)| symbol.clone())
             .collect();
-        let mut symbols: Vec<String> = symbols.into_iter().cloned().collect();
         symbols.sort();
         symbols
+    }
+}
+
+fn note(open: &mut ByCategory, category: &str, symbol: &str, position_idx: i32, is_open: bool) {
+    // Looked up before inserting: an entry would need an owned key on every call.
+    if !open.contains_key(category) {
+        open.insert(category.to_owned(), HashMap::new());
+    }
+    let symbols = open.get_mut(category).expect("inserted above");
+    if !symbols.contains_key(symbol) {
+        symbols.insert(symbol.to_owned(), Vec::new());
+    }
+    let sides = symbols.get_mut(symbol).expect("inserted above");
+    match sides.iter_mut().find(|(idx, _)| *idx == position_idx) {
+        Some(side) => side.1 = is_open,
+        None => sides.push((position_idx, is_open)),
     }
 }
 
@@ -258,5 +293,43 @@ impl RestClient {
             return Err(format!("HTTP {status}"));
         }
         Ok(body.to_vec())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::KnownPositions;
+    use crate::position::PositionKey;
+
+    fn key(category: &str, symbol: &str, position_idx: i32) -> PositionKey {
+        PositionKey {
+            category: category.into(),
+            symbol: symbol.into(),
+            position_idx,
+        }
+    }
+
+    #[test]
+    fn a_symbol_is_open_while_any_of_its_sides_is() {
+        let known = KnownPositions::default();
+        known.update(vec![
+            (key("linear", "BTCUSDT", 1), true),
+            (key("linear", "BTCUSDT", 2), true),
+            (key("linear", "ETHUSDT", 0), true),
+            (key("inverse", "BTCUSD", 0), true),
+        ]);
+        known.note("linear", "BTCUSDT", 1, false);
+        assert_eq!(known.open_symbols("linear"), ["BTCUSDT", "ETHUSDT"]);
+        known.note("linear", "BTCUSDT", 2, false);
+        known.note("linear", "SOLUSDT", 0, true);
+        assert_eq!(known.open_symbols("linear"), ["ETHUSDT", "SOLUSDT"]);
+        assert_eq!(known.open_symbols("inverse"), ["BTCUSD"]);
+        assert!(known.open_symbols("option").is_empty());
+        // Seen open again after closing.
+        known.note("linear", "BTCUSDT", 2, true);
+        assert_eq!(
+            known.open_symbols("linear"),
+            ["BTCUSDT", "ETHUSDT", "SOLUSDT"]
+        );
     }
 }

@@ -116,23 +116,24 @@ impl Session {
         self.stats
             .last_message_us
             .store(local_ts, Ordering::Relaxed);
-        let (outcome, keys) = self.shared.batcher.with_decoder(|d| {
+        let outcome = self.shared.batcher.with_decoder(|d| {
             let outcome = match frame {
                 // Text frames were checked for UTF-8 by tungstenite already.
                 Frame::Text(text) => d.decode_text(&self.account.id, text, local_ts),
                 Frame::Binary(bytes) => d.decode_frame(&self.account.id, bytes, local_ts),
             };
-            let keys = match outcome {
-                FrameOutcome::Push {
-                    table: Table::PositionSnapshots,
-                    rows,
-                    ..
-                } if rows > 0 => d.recent_position_keys(rows),
-                _ => Vec::new(),
-            };
-            (outcome, keys)
+            if let FrameOutcome::Push {
+                table: Table::PositionSnapshots,
+                rows,
+                ..
+            } = outcome
+            {
+                d.for_recent_position_keys(rows, |category, symbol, idx, open| {
+                    self.known.note(category, symbol, idx, open)
+                });
+            }
+            outcome
         });
-        self.known.update(keys);
         match outcome {
             FrameOutcome::Push { rows, rejected, .. } => {
                 self.stats.rows.fetch_add(rows as u64, Ordering::Relaxed);
