@@ -3,14 +3,6 @@
 
 mod collector;
 
-/// Every batch's buffers are allocated here, handed to pyarrow, and freed when Python is done
-/// with them. glibc gives large freed blocks back to the kernel at once, so each batch was
-/// written into freshly mapped pages: page faults and munmap were a quarter of a collector's
-/// CPU under the firehose. mimalloc keeps freed memory for the next batch
-/// (`make bench-engine`: 2.8 -> 2.3-2.45 µs CPU a message).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 use std::cell::Cell;
 
 use arrow_pyarrow::ToPyArrow;
@@ -18,6 +10,15 @@ use ingestor_core::{Decoder, DecoderConfig, Table, DEFAULT_MAX_FRAME_BYTES};
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::types::{PyByteArray, PyBytes, PyDict, PyString};
+
+/// Every batch's buffers are allocated here, handed to pyarrow, and freed when Python is done
+/// with them. glibc gives large freed blocks back to the kernel at once, so each batch was
+/// written into freshly mapped pages: page faults and munmap were a quarter of a collector's
+/// CPU under the firehose. mimalloc keeps freed memory for the next batch
+/// (`make bench-engine`'s firehose: 2.71-2.85 -> 2.2 µs CPU a message, 2.07 with the engine
+/// changes that came after).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Decodes frames of one account into `{table name: pyarrow.RecordBatch}`.
 ///

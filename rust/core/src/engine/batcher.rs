@@ -25,19 +25,19 @@ pub struct Batcher {
     full: AtomicBool,
 }
 
-impl Inner {
-    fn undelivered(&self) -> usize {
-        let pending: usize = Table::ALL.iter().map(|&t| self.decoder.pending(t)).sum();
-        pending + self.queued_rows
-    }
-}
-
 struct Inner {
     decoder: Decoder,
     /// When the oldest row still in each table's builders arrived.
     oldest: [Option<Instant>; Table::ALL.len()],
     queue: VecDeque<(Table, RecordBatch)>,
     queued_rows: usize,
+}
+
+impl Inner {
+    fn undelivered(&self) -> usize {
+        let pending: usize = Table::ALL.iter().map(|&t| self.decoder.pending(t)).sum();
+        pending + self.queued_rows
+    }
 }
 
 impl Batcher {
