@@ -394,7 +394,9 @@ impl Session {
 
 /// Small buffers: tungstenite's defaults (128 KiB to read, 128 KiB to write) would cost a
 /// quarter of a MiB per idle account. Bybit's pushes are a few KiB; the read buffer still
-/// grows for a larger frame, and our requests are written straight through.
+/// grows for a larger frame, and our requests are written straight through. (32 KiB was
+/// measured: ~4% less CPU a message under the firehose, but 97.6 KiB per idle connection at
+/// 1,000 against 51.)
 fn socket_config() -> WebSocketConfig {
     WebSocketConfig::default()
         .read_buffer_size(8 * 1024)
