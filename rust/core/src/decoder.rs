@@ -779,6 +779,7 @@ mod fast_path_tests {
             assert_eq!(bytes.cut(table), text.cut(table), "{table:?}");
         }
     }
+
     /// Every kind of value a field might hold, good and bad.
     const VALUES: [&str; 37] = [
         r#""1.5""#,
