@@ -70,6 +70,12 @@ impl std::fmt::Display for EngineError {
 
 impl std::error::Error for EngineError {}
 
+/// Idle REST connections kept per host between resyncs. Unbounded (reqwest's default), a
+/// start of 1,000 accounts left ~1,000 idle keep-alive connections with their buffers for 90 s:
+/// ~17 KiB per account of the 47 measured idle at 1,000. Resyncs come at the connect budget's
+/// pace (25 at once, then ~2 a second by default), which a few warm connections serve.
+const REST_IDLE_CONNECTIONS: usize = 8;
+
 /// Holds the private streams of many accounts.
 pub struct Collector {
     runtime: tokio::runtime::Runtime,
@@ -92,6 +98,7 @@ impl Collector {
             .with_no_client_auth();
         let http = reqwest::Client::builder()
             .timeout(config.rest_timeout)
+            .pool_max_idle_per_host(REST_IDLE_CONNECTIONS)
             .tls_backend_preconfigured(
                 rustls::ClientConfig::builder()
                     .with_root_certificates(roots)
