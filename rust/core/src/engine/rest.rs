@@ -71,15 +71,15 @@ impl KnownPositions {
 }
 
 fn note(open: &mut ByCategory, category: &str, symbol: &str, position_idx: i32, is_open: bool) {
-    // Looked up before inserting: an entry would need an owned key on every call.
-    if !open.contains_key(category) {
-        open.insert(category.to_owned(), HashMap::new());
-    }
-    let symbols = open.get_mut(category).expect("inserted above");
-    if !symbols.contains_key(symbol) {
-        symbols.insert(symbol.to_owned(), Vec::new());
-    }
-    let sides = symbols.get_mut(symbol).expect("inserted above");
+    // A symbol already seen is found by &str; only a new one needs owned keys.
+    let sides = match open.get_mut(category).and_then(|s| s.get_mut(symbol)) {
+        Some(sides) => sides,
+        None => open
+            .entry(category.to_owned())
+            .or_default()
+            .entry(symbol.to_owned())
+            .or_default(),
+    };
     match sides.iter_mut().find(|(idx, _)| *idx == position_idx) {
         Some(side) => side.1 = is_open,
         None => sides.push((position_idx, is_open)),
