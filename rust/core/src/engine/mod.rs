@@ -72,7 +72,7 @@ impl std::error::Error for EngineError {}
 
 /// Idle REST connections kept per host between resyncs. Unbounded (reqwest's default), a
 /// start of 1,000 accounts left ~1,000 idle keep-alive connections with their buffers for 90 s:
-/// ~17 KiB per account of the 47 measured idle at 1,000. Resyncs come at the connect budget's
+/// ~18 KiB per account of the 47 measured idle at 1,000. Resyncs come at the connect budget's
 /// pace (25 at once, then ~2 a second by default), which a few warm connections serve.
 const REST_IDLE_CONNECTIONS: usize = 8;
 
