@@ -22,6 +22,7 @@ from ingestor import check, config
 from ingestor.check import PASS, REFUSED, SKIPPED, WARNING
 from ingestor.sim.exchange import Exchange
 from ingestor.sim.faults import FaultConfig
+from tests.tls_helpers import private_ca
 
 # sim-0001 read-only, sim-0002 trade, sim-0003 withdraw, sim-0004 auth always refused,
 # sim-0005 every REST request fails.
@@ -182,6 +183,20 @@ def test_unreachable_and_silent_endpoints_fail_within_the_timeout(exchange):
     assert checks["sim-0002"].reason.startswith("WebSocket connect failed:")
     assert checks["sim-0003"].verdict == REFUSED
     assert checks["sim-0003"].reason == "WebSocket auth: no answer within 0.5 s"
+
+
+def test_wss_and_https_are_checked_against_the_engine_ca_file(tmp_path):
+    ca = private_ca(tmp_path)
+    with Exchange(accounts=1, seed=22, market=False, tls=ca.server).running_in_thread() as ex:
+        text = accounts_yaml(ex, ["sim-0001"])
+        trusted = run(
+            load(tmp_path, f"engine: {{ca_file: {ca.ca_file.name}}}\n" + text, env_of(ex))
+        )
+        untrusted = run(load(tmp_path, text, env_of(ex)))
+    assert trusted["sim-0001"].verdict == PASS, trusted
+    assert untrusted["sim-0001"].verdict == REFUSED
+    assert "certificate verify failed" in untrusted["sim-0001"].reason
+    assert_no_secret([untrusted["sim-0001"].reason], secrets_of(ex))
 
 
 def test_simulated_accounts_without_url_are_skipped_and_do_not_fail(tmp_path, capsys):

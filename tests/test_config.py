@@ -195,6 +195,23 @@ def test_unreadable_secret_file_is_reported_without_content(tmp_path):
         )
 
 
+def test_engine_ca_file_is_found_beside_the_accounts_file_and_checked(tmp_path):
+    (tmp_path / "ca.pem").write_text(
+        "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+    )
+    (tmp_path / "key.pem").write_text(
+        "-----BEGIN PRIVATE KEY-----\nMIIB\n-----END PRIVATE KEY-----\n"
+    )
+    accounts = "accounts: [{id: a, environment: sim, api_key: k, api_secret: s}]\n"
+    settings = load(tmp_path, "engine:\n  ca_file: ca.pem\n" + accounts)
+    assert settings.engine["ca_file"] == str(tmp_path / "ca.pem")
+    for value, words in (("missing.pem", "cannot read"), ("key.pem", "holds no PEM certificate")):
+        with pytest.raises(ConfigError) as caught:
+            load(tmp_path, f"engine:\n  ping_interval: 5\n  ca_file: {value}\n" + accounts)
+        assert (caught.value.line, caught.value.field) == (3, "engine.ca_file")
+        assert words in str(caught.value)
+
+
 def test_secret_never_prints():
     secret = Secret(SECRET)
     assert SECRET not in repr(secret) and SECRET not in str(secret) and SECRET not in f"{secret}"

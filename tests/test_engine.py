@@ -17,6 +17,7 @@ from tests.engine_helpers import (
     specs,
     wait_until,
 )
+from tests.tls_helpers import private_ca
 
 
 def all_live(collector: Collector, count: int) -> bool:
@@ -81,6 +82,49 @@ def test_every_push_arrives_and_the_latest_state_is_the_truth():
     }
     assert rest_wallets == {a.account_id for a in ex.accounts}, "every account resynced over REST"
     assert captured.rows("rejects") == []
+
+
+def test_wss_through_a_private_ca_receives_every_push_and_resyncs_over_https(tmp_path):
+    ca = private_ca(tmp_path)
+    with Exchange(
+        accounts=2, seed=12, trade_rate=4.0, market=False, tls=ca.server
+    ).running_in_thread() as ex:
+        assert ex.ws_url.startswith("wss://") and ex.rest_url.startswith("https://")
+        collector = Collector(specs(ex), **FAST, ca_file=str(ca.ca_file))
+        assert wait_until(lambda: all_live(collector, 2), timeout=15), collector.stats()
+        captured = Captured()
+        pushed = run_to_truth(ex, collector, captured, seconds=1.5)
+        truth = ex.truth()
+    received = ws_messages(captured)
+    assert sum(received.values()) > 0
+    for account, topics in pushed.items():
+        assert received[(account, "position_snapshots")] == topics.get("position", 0), account
+        assert received[(account, "wallet_snapshots")] == topics.get("wallet", 0), account
+    assert differences(latest_state(captured.store()), truth, complete=True) == []
+    rest_wallets = {
+        r["account_id"] for r in captured.rows("wallet_snapshots") if r["source"] == "rest"
+    }
+    assert rest_wallets == {a.account_id for a in ex.accounts}, "resynced over https"
+
+
+def test_wss_to_a_certificate_no_trusted_root_signed_is_refused_before_auth(tmp_path):
+    ca = private_ca(tmp_path)
+    with Exchange(accounts=1, seed=13, market=False, tls=ca.server).running_in_thread() as ex:
+        (spec,) = specs(ex)
+        collector = Collector([spec], **FAST)
+        assert wait_until(
+            lambda: "certificate" in (collector.stats()[0]["last_error"] or ""), timeout=10
+        ), collector.stats()
+        stats = collector.stats()[0]
+        captured = Captured()
+        captured.add(collector.close())
+        counters = ex.counters()
+    assert stats["state"] != "live" and stats["frames"] == 0
+    assert "UnknownIssuer" in stats["last_error"], stats["last_error"]
+    events = captured.events(spec["id"])
+    assert "connected" not in events and "auth_ok" not in events, events
+    assert not counters.get(spec["id"], {}).get("auth_ok"), "no request reached the exchange"
+    assert spec["api_secret"] not in repr(stats) + repr(captured.rows("connection_events"))
 
 
 def test_refused_auth_backs_off_and_says_why_without_the_secret():

@@ -24,6 +24,7 @@ import asyncio
 import hashlib
 import hmac
 import json
+import ssl
 import sys
 import time
 import uuid
@@ -298,6 +299,16 @@ async def check_account(
     return judge(account.id, info, allow_trading_keys=allow_trading_keys, warn_days=warn_days)
 
 
+def tls_context(settings: config.Settings) -> ssl.SSLContext:
+    """The system's roots, and the engine's `ca_file` if the file names one: the check trusts
+    what the capture will trust."""
+    context = ssl.create_default_context()
+    ca_file = settings.engine.get("ca_file")
+    if ca_file:
+        context.load_verify_locations(cafile=str(ca_file))
+    return context
+
+
 async def check_accounts(
     settings: config.Settings,
     *,
@@ -310,7 +321,7 @@ async def check_accounts(
     """Every account's verdict, in the file's order, at most `concurrency` at a time.
     `skip`: accounts of the simulator the service itself started (skipped like sim ones)."""
     limit = asyncio.Semaphore(max(1, concurrency))
-    connector = aiohttp.TCPConnector(limit=max(1, concurrency))
+    connector = aiohttp.TCPConnector(limit=max(1, concurrency), ssl=tls_context(settings))
     client_timeout = aiohttp.ClientTimeout(total=None, sock_connect=timeout)
 
     async with aiohttp.ClientSession(connector=connector, timeout=client_timeout) as session:

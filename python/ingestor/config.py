@@ -128,7 +128,7 @@ class Settings:
     #: The service checks every account's key (check.py) before it captures.
     start_check: bool = True
     #: Connection engine tuning (ping_interval, backoff_cap, connect_budget, ...).
-    engine: Mapping[str, float | int] = field(default_factory=dict)
+    engine: Mapping[str, float | int | str] = field(default_factory=dict)
     #: How the service runs the built-in simulator for `environment: sim` accounts.
     simulator: Mapping[str, Any] = field(default_factory=dict)
     #: `python -m ingestor check` refuses keys that can trade or withdraw unless this is true.
@@ -401,8 +401,11 @@ def load(
         except ValueError as e:
             raise reader.error(data, "shard", "shard", str(e)) from None
 
+    engine = _tuning(reader, data, "engine", ENGINE_SETTINGS)
+    if "ca_file" in engine:
+        engine["ca_file"] = _ca_file(reader, data["engine"], engine["ca_file"])
     values: dict[str, Any] = {
-        "engine": _tuning(reader, data, "engine", ENGINE_SETTINGS),
+        "engine": engine,
         "simulator": _tuning(reader, data, "simulator", SIMULATOR_SETTINGS),
         "allow_trading_keys": reader.get(
             data, "allow_trading_keys", "allow_trading_keys", bool, False
@@ -440,6 +443,9 @@ ENGINE_SETTINGS = {
     "rest_attempts": int,
     "max_frame_bytes": int,
     "worker_threads": int,
+    #: PEM certificates trusted besides the built-in web roots (a private CA in front of a
+    #: test exchange); relative to the accounts file.
+    "ca_file": str,
 }
 
 
@@ -460,6 +466,24 @@ SIMULATOR_SETTINGS = {
     "slow_send": float,
     "rest_error_rate": float,
 }
+
+
+def _ca_file(reader: _Reader, engine: _Mapping, value: str) -> str:
+    """The engine's extra CA file as an absolute path, read once here so that a wrong one is
+    reported against its line rather than by every collector."""
+    file = Path(value).expanduser()
+    if not file.is_absolute():
+        file = reader.path.parent / file
+    try:
+        text = file.read_text()
+    except (OSError, UnicodeDecodeError) as e:
+        reason = e.strerror if isinstance(e, OSError) else "not a PEM text file"
+        raise reader.error(
+            engine, "ca_file", "engine.ca_file", f"cannot read {file}: {reason}"
+        ) from None
+    if "-----BEGIN CERTIFICATE-----" not in text:
+        raise reader.error(engine, "ca_file", "engine.ca_file", f"{file} holds no PEM certificate")
+    return str(file)
 
 
 def _tuning(

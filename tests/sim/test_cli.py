@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import trustme
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -57,6 +58,23 @@ def test_duration_run_writes_accounts_env_and_truth(tmp_path: Path) -> None:
     assert report["run"] == {"seed": 1, "accounts": 3, "steps": 6}
     assert {"positions", "wallets", "faults", "pushes", "counters"} <= set(report)
     assert len(report["wallets"]) == 6
+
+
+def test_tls_flags_serve_wss_and_https_and_go_together(tmp_path: Path) -> None:
+    ca = trustme.CA()
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    issued = ca.issue_cert("127.0.0.1")
+    cert.write_bytes(b"".join(pem.bytes() for pem in issued.cert_chain_pems))
+    issued.private_key_pem.write_to_path(str(key))
+    process = start("--accounts", "1", "--duration", "0.3", "--grace", "0",
+                    "--tls-cert", str(cert), "--tls-key", str(key))  # fmt: skip
+    info = banner(process)
+    assert str(info["ws_url"]).startswith("wss://127.0.0.1:")
+    assert str(info["rest_url"]).startswith("https://127.0.0.1:")
+    assert process.wait(timeout=30) == 0
+    alone = start("--tls-cert", str(cert))
+    assert alone.wait(timeout=30) != 0
+    assert "--tls-cert and --tls-key go together" in alone.communicate()[1]
 
 
 def test_same_seed_gives_same_truth_across_processes(tmp_path: Path) -> None:

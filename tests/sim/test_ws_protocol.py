@@ -4,12 +4,25 @@ from __future__ import annotations
 
 import asyncio
 import json
+import ssl
+from pathlib import Path
 
+import aiohttp
 import pytest
 from websockets.exceptions import ConnectionClosed
 
 from ingestor.sim import Exchange
-from tests.sim.helpers import auth, connect, now_ms, recv_json, recv_until, request, ws_sign
+from tests.sim.helpers import (
+    auth,
+    connect,
+    now_ms,
+    recv_json,
+    recv_until,
+    request,
+    rest_get,
+    ws_sign,
+)
+from tests.tls_helpers import private_ca
 
 POSITION_FIELDS = {
     "category", "symbol", "side", "size", "positionIdx", "tradeMode", "positionValue", "riskId",
@@ -207,6 +220,35 @@ def test_pushes_carry_every_documented_field_as_bybit_types() -> None:
             assert "e" not in coin["walletBalance"].lower()
         assert set(seen["execution"]) >= EXECUTION_FIELDS
         assert set(seen["order"]) >= ORDER_FIELDS
+
+    asyncio.run(main())
+
+
+def test_tls_serves_wss_and_https_to_standard_clients(tmp_path: Path) -> None:
+    """With a certificate, the simulator speaks TLS as Bybit does; `websockets` and aiohttp
+    trusting only the issuing CA authenticate, subscribe, receive and read REST over it, and
+    a client that does not trust the CA is refused in the handshake."""
+    ca = private_ca(tmp_path)
+
+    async def main() -> None:
+        async with Exchange(accounts=1, seed=5, market=False, trade_rate=20, tls=ca.server) as ex:
+            assert ex.ws_url.startswith("wss://") and ex.rest_url.startswith("https://")
+            account = ex.accounts[0]
+            async with connect(ex.ws_url, ssl=ca.client()) as ws:
+                assert (await auth(ws, account))["success"]
+                assert (await request(ws, {"op": "subscribe", "args": ["wallet"]}))["success"]
+                await ex.advance(10)
+                push = await recv_until(ws, lambda f: f.get("topic") == "wallet")
+                assert push["data"][0]["accountType"] == "UNIFIED"
+            connector = aiohttp.TCPConnector(ssl=ca.client())
+            async with aiohttp.ClientSession(connector=connector) as http:
+                answer, _ = await rest_get(
+                    http, ex.rest_url, "/v5/account/wallet-balance", "accountType=UNIFIED", account
+                )
+                assert answer["retCode"] == 0 and answer["result"]["list"]
+            with pytest.raises(ssl.SSLCertVerificationError):
+                async with connect(ex.ws_url, ssl=ssl.create_default_context()):
+                    pass
 
     asyncio.run(main())
 

@@ -15,6 +15,7 @@ import contextlib
 import json
 import logging
 import signal
+import ssl
 import sys
 from pathlib import Path
 
@@ -70,6 +71,12 @@ def parser() -> argparse.ArgumentParser:
         type=float,
         help="firehose messages per second per connection (default: as fast as clients read)",
     )
+    ap.add_argument(
+        "--tls-cert",
+        type=Path,
+        help="PEM certificate chain: serve wss:// and https:// (with --tls-key)",
+    )
+    ap.add_argument("--tls-key", type=Path, help="PEM private key of --tls-cert")
     ap.add_argument(
         "--log-level", default="WARNING", help="logging level (INFO shows connections and faults)"
     )
@@ -135,6 +142,17 @@ def fault_config(args: argparse.Namespace) -> FaultConfig:
     )
 
 
+def tls_context(args: argparse.Namespace) -> ssl.SSLContext | None:
+    """The server context of --tls-cert and --tls-key, or None for plain ws and http."""
+    if args.tls_cert is None and args.tls_key is None:
+        return None
+    if args.tls_cert is None or args.tls_key is None:
+        raise SystemExit("--tls-cert and --tls-key go together")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(args.tls_cert, args.tls_key)
+    return context
+
+
 async def run(args: argparse.Namespace) -> int:
     """Serve, close the market, keep serving for the grace period, write the truth."""
     exchange = Exchange(
@@ -150,6 +168,7 @@ async def run(args: argparse.Namespace) -> int:
         firehose=args.firehose,
         firehose_frames=args.firehose_frames,
         firehose_rate=args.firehose_rate,
+        tls=tls_context(args),
     )
     signalled = asyncio.Event()
     loop = asyncio.get_running_loop()

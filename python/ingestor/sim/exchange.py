@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+import ssl
 import threading
 from collections.abc import Callable, Coroutine, Iterable, Iterator
 from contextlib import contextmanager
@@ -61,6 +62,7 @@ class Exchange:
         firehose: bool = False,
         firehose_frames: int | None = None,
         firehose_rate: float | None = None,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         """Configure a run; nothing listens until `start()`.
 
@@ -74,11 +76,13 @@ class Exchange:
         market: False leaves the clock off; drive it with `advance()`.
         firehose: serve pre-encoded pushes as fast as clients read instead of a market.
         firehose_rate: firehose messages per second per connection instead (None: no pacing).
+        tls: a server context: serve wss:// and https:// (as Bybit does) instead of ws/http.
         """
         if host != "127.0.0.1":
             raise ValueError("the simulator only binds to 127.0.0.1")
         self.seed = seed
         self._host, self._port = host, port
+        self._tls = tls
         self._duration = duration
         self._tick = tick
         self._autorun = market and not firehose
@@ -112,7 +116,9 @@ class Exchange:
             self._server.app, handle_signals=False, access_log=None, lingering_time=0
         )
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self._host, self._port, reuse_address=True)
+        site = web.TCPSite(
+            self._runner, self._host, self._port, reuse_address=True, ssl_context=self._tls
+        )
         await site.start()
         server = site._server
         assert isinstance(server, asyncio.Server)
@@ -263,13 +269,15 @@ class Exchange:
 
     @property
     def ws_url(self) -> str:
-        """ws://127.0.0.1:PORT/v5/private"""
-        return f"ws://{self._host}:{self._port}{WS_PATH}"
+        """ws://127.0.0.1:PORT/v5/private (wss:// with TLS)"""
+        scheme = "wss" if self._tls else "ws"
+        return f"{scheme}://{self._host}:{self._port}{WS_PATH}"
 
     @property
     def rest_url(self) -> str:
-        """http://127.0.0.1:PORT (REST paths are Bybit's, under it)"""
-        return f"http://{self._host}:{self._port}"
+        """http://127.0.0.1:PORT (https:// with TLS; REST paths are Bybit's, under it)"""
+        scheme = "https" if self._tls else "http"
+        return f"{scheme}://{self._host}:{self._port}"
 
     @property
     def accounts(self) -> list[Account]:
