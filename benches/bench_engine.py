@@ -28,6 +28,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import trustme  # noqa: E402
 import websockets  # noqa: E402
 
 from benches.pipelines.common import SUBSCRIBE, auth_request  # noqa: E402
@@ -58,12 +59,16 @@ def anon_kib() -> int:
 
 
 class Simulator:
-    """`python -m ingestor.sim` in its own process, with its accounts file."""
+    """`python -m ingestor.sim` in its own process, with its accounts file; with `tls`, over
+    wss:// and https:// with a certificate from a private CA that `options` make trusted."""
 
-    def __init__(self, accounts: int, *flags: str) -> None:
+    def __init__(self, accounts: int, *flags: str, tls: bool = False) -> None:
         self.folder = Path(tempfile.mkdtemp(prefix="bench-engine-"))
         accounts_file = self.folder / "accounts.yaml"
         self.report = self.folder / "report.json"
+        self.options: dict[str, object] = {}
+        if tls:
+            flags = (*flags, *self._private_ca())
         self.process = subprocess.Popen(
             [sys.executable, "-m", "ingestor.sim", "--accounts", str(accounts), "--port", "0",
              "--write-accounts", str(accounts_file), "--truth", str(self.report),
@@ -77,6 +82,16 @@ class Simulator:
                 name, value = line.split("=", 1)
                 env[name] = value
         self.specs = [a.engine_spec() for a in config.load(accounts_file, env=env).accounts]
+
+    def _private_ca(self) -> list[str]:
+        ca = trustme.CA()
+        cert, key = self.folder / "cert.pem", self.folder / "key.pem"
+        issued = ca.issue_cert("127.0.0.1")
+        cert.write_bytes(b"".join(pem.bytes() for pem in issued.cert_chain_pems))
+        issued.private_key_pem.write_to_path(str(key))
+        ca.cert_pem.write_to_path(str(self.folder / "ca.pem"))
+        self.options["ca_file"] = str(self.folder / "ca.pem")
+        return ["--tls-cert", str(cert), "--tls-key", str(key)]
 
     def stop(self) -> dict:
         self.process.send_signal(signal.SIGINT)
@@ -94,26 +109,33 @@ def wait_live(collector: Collector, count: int, timeout: float) -> float:
     raise TimeoutError(f"not all {count} accounts live after {timeout} s")
 
 
-def idle_memory(counts: list[int]) -> list[str]:
+def idle_memory(counts: list[int], tls: bool = False) -> list[str]:
     """One collector grows through `counts` idle connections. The first row is the engine
     with no connection (runtime, TLS roots, HTTP client, decoder); each later row gives the
     growth per connection overall and per connection added since the row above, which is
     what one more account costs once the fixed part is paid."""
     counts = sorted(counts)
+    kind = "wss through a private CA" if tls else "plain ws"
     lines = [
-        "### Memory per idle connection (plain ws on loopback, one collector growing)",
+        f"### Memory per idle connection ({kind} on loopback, one collector growing)",
         "",
-        "RSS counts the extension's code as it is first run (~3 MiB, shared by every collector "
-        "process on the box); anonymous memory (heap, stacks) is the collector's own.",
-        "",
+    ]
+    if not tls:
+        lines += [
+            "RSS counts the extension's code as it is first run (~3 MiB, shared by every "
+            "collector process on the box); anonymous memory (heap, stacks) is the collector's "
+            "own.",
+            "",
+        ]
+    lines += [
         "| connections | RSS growth | per connection | anonymous growth | per connection "
         "| anonymous, per connection added since the row above | connected in |",
         "|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    sim = Simulator(counts[-1], "--trade-rate", "0")
+    sim = Simulator(counts[-1], "--trade-rate", "0", tls=tls)
     try:
         before, anon_before = rss_kib(), anon_kib()
-        collector = Collector([], **QUIET)
+        collector = Collector([], **QUIET, **sim.options)
         time.sleep(1.0)
         held, anon_then = 0, anon_kib() - anon_before
         lines.append(
@@ -141,12 +163,22 @@ def idle_memory(counts: list[int]) -> list[str]:
     return lines
 
 
-def firehose_run(connections: int, seconds: float) -> dict[str, float]:
+def idle_memory_apart(counts: str, tls: bool = False) -> list[str]:
+    """`idle_memory` in a fresh interpreter: memory that a collector closed earlier in this
+    process freed would be reused by the next one, whose growth would then read too low."""
+    with tempfile.TemporaryDirectory() as folder:
+        out = Path(folder) / "idle.json"
+        command = [sys.executable, __file__, "--idle", counts, "--idle-child", str(out)]
+        subprocess.run([*command, *(["--tls"] if tls else [])], check=True)
+        return json.loads(out.read_text())
+
+
+def firehose_run(connections: int, seconds: float, tls: bool = False) -> dict[str, float]:
     """One collector with the service's defaults (batch size, flush interval) under the
     firehose: messages, rows, wall and CPU time (all threads) after a second of warm-up."""
-    sim = Simulator(connections, "--firehose")
+    sim = Simulator(connections, "--firehose", tls=tls)
     try:
-        collector = Collector(sim.specs, **QUIET)
+        collector = Collector(sim.specs, **QUIET, **sim.options)
         wait_live(collector, connections, timeout=60)
         warm = time.monotonic() + 1.0
         while time.monotonic() < warm:
@@ -196,6 +228,7 @@ async def receive_only(connections: int, seconds: float, specs: list[dict]) -> d
 
 def firehose(connections: int, seconds: float, runs: int) -> list[str]:
     results = [firehose_run(connections, seconds) for _ in range(runs)]
+    over_tls = firehose_run(connections, seconds, tls=True)
     sim = Simulator(connections, "--firehose")
     try:
         baseline = asyncio.run(receive_only(connections, seconds, sim.specs))
@@ -232,6 +265,15 @@ def firehose(connections: int, seconds: float, runs: int) -> list[str]:
         f"| `websockets` receiving the same firehose, decoding nothing | "
         f"{baseline['frames']:,} | {base:.2f} | {base / median:.1f}× |",
         "",
+        "The same firehose over wss (TLS through a private CA, one run):",
+        "",
+        "| transport | messages | messages / s | collector CPU µs / message | collector CPU use "
+        "| simulator's own rate |",
+        "|---|---:|---:|---:|---:|---:|",
+        f"| wss | {over_tls['frames']:,} | {over_tls['frames'] / over_tls['wall']:,.0f} "
+        f"| {per_message(over_tls):.2f} | {over_tls['cpu'] / over_tls['wall'] * 100:.0f}% "
+        f"of one core | {over_tls['server_rate']:,.0f} msgs/s |",
+        "",
     ]
     return lines
 
@@ -241,11 +283,20 @@ def main() -> None:
     parser.add_argument(
         "--idle", default="100,1000,5000", help="connection counts, comma-separated"
     )
+    parser.add_argument(
+        "--idle-tls", default="100,1000", help="connection counts over wss, comma-separated"
+    )
     parser.add_argument("--firehose", type=int, default=8, help="firehose connections")
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--runs", type=int, default=3, help="firehose runs (the median counts)")
     parser.add_argument("--out", type=Path, default=ROOT / "benches" / "results" / "engine.md")
+    parser.add_argument("--idle-child", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--tls", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.idle_child:
+        counts = [int(n) for n in args.idle.split(",") if n]
+        args.idle_child.write_text(json.dumps(idle_memory(counts, tls=args.tls)))
+        return
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     lines = [
@@ -256,7 +307,8 @@ def main() -> None:
         "The simulator runs in its own process and is not counted.",
         "",
     ]
-    lines += idle_memory([int(n) for n in args.idle.split(",") if n])
+    lines += idle_memory_apart(args.idle)
+    lines += idle_memory_apart(args.idle_tls, tls=True)
     lines += firehose(args.firehose, args.seconds, args.runs)
     text = "\n".join(lines)
     print(text)
