@@ -15,7 +15,7 @@ use pyo3::types::{PyByteArray, PyBytes, PyDict, PyString};
 /// with them. glibc gives large freed blocks back to the kernel at once, so each batch was
 /// written into freshly mapped pages: page faults and munmap were a quarter of a collector's
 /// CPU under the firehose. mimalloc keeps freed memory for the next batch
-/// (`make bench-engine`'s firehose: 2.71-2.85 -> 2.2 µs CPU a message; 1.83 with the engine
+/// (`make bench-engine`'s firehose: 2.71-2.85 -> 2.2 µs CPU a message; 1.76 with the engine
 /// changes that came after and the collector's default batch size).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
