@@ -11,6 +11,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import trustme
+
 from ingestor.sinks import open_reader
 from tests.engine_helpers import latest_state
 
@@ -94,9 +96,19 @@ def start_sim(
     flush_interval: float = 0.2,
     trade_rate: float = 2.0,
     sink: str = "duckdb",
+    tls: bool = False,
 ) -> Run:
-    """The simulator on a free port, trading for `duration` s, then serving for a grace."""
+    """The simulator on a free port, trading for `duration` s, then serving for a grace; with
+    `tls`, over wss:// and https:// with a certificate of a private CA that the accounts file
+    names as the engine's `ca_file`."""
     accounts_file = folder / "accounts.yaml"
+    if tls:
+        ca = trustme.CA()
+        issued = ca.issue_cert("127.0.0.1")
+        (folder / "cert.pem").write_bytes(b"".join(pem.bytes() for pem in issued.cert_chain_pems))
+        issued.private_key_pem.write_to_path(str(folder / "key.pem"))
+        ca.cert_pem.write_to_path(str(folder / "ca.pem"))
+        faults = (*faults, "--tls-cert", "cert.pem", "--tls-key", "key.pem")
     sim = subprocess.Popen(
         [sys.executable, "-m", "ingestor.sim", "--accounts", str(accounts), "--seed", str(seed),
          "--port", "0", "--duration", str(duration), "--grace", "60",
@@ -109,6 +121,8 @@ def start_sim(
     json.loads(first)
     with accounts_file.open("a") as f:
         f.write(ENGINE.format(flush_interval=flush_interval))
+        if tls:
+            f.write("  ca_file: ca.pem\n")  # in the engine mapping ENGINE ends with
     env = {}
     for line in accounts_file.with_suffix(".env").read_text().splitlines():
         if "=" in line and not line.startswith("#"):

@@ -53,6 +53,18 @@ def test_capture_with_faults_equals_the_truth(tmp_path, sink):
     assert duplicated == [(0,)], "replayed pushes are stored once"
 
 
+def test_capture_over_wss_through_a_private_ca_equals_the_truth(tmp_path):
+    run = start_sim(tmp_path, accounts=5, seed=23, duration=3, tls=True)
+    assert "wss://" in run.accounts.read_text() and "https://" in run.accounts.read_text()
+    run.start_service("--duration", "6")
+    assert run.wait_service() == 0, run.outputs[-1]
+    truth = run.finish_sim()
+    assert differences(run.latest(), truth) == []
+    (resynced,) = run.query("SELECT count(DISTINCT account_id) FROM wallet_snapshots "
+                            "WHERE source = 'rest'")[0]  # fmt: skip
+    assert resynced == 5, "every account resynced over https"
+
+
 def collector_pids(stderr_lines: list[str]) -> list[int]:
     return [int(m.group(1)) for line in stderr_lines if (m := re.search(r"\(pid (\d+)\)", line))]
 
