@@ -11,10 +11,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import trustme
-
 from ingestor.sinks import open_reader
 from tests.engine_helpers import latest_state
+from tests.tls_helpers import private_ca
 
 ENGINE = """
 flush_interval: {flush_interval}
@@ -103,12 +102,8 @@ def start_sim(
     names as the engine's `ca_file`."""
     accounts_file = folder / "accounts.yaml"
     if tls:
-        ca = trustme.CA()
-        issued = ca.issue_cert("127.0.0.1")
-        (folder / "cert.pem").write_bytes(b"".join(pem.bytes() for pem in issued.cert_chain_pems))
-        issued.private_key_pem.write_to_path(str(folder / "key.pem"))
-        ca.cert_pem.write_to_path(str(folder / "ca.pem"))
-        faults = (*faults, "--tls-cert", "cert.pem", "--tls-key", "key.pem")
+        ca = private_ca(folder)
+        faults = (*faults, "--tls-cert", str(ca.cert_file), "--tls-key", str(ca.key_file))
     sim = subprocess.Popen(
         [sys.executable, "-m", "ingestor.sim", "--accounts", str(accounts), "--seed", str(seed),
          "--port", "0", "--duration", str(duration), "--grace", "60",
@@ -122,7 +117,7 @@ def start_sim(
     with accounts_file.open("a") as f:
         f.write(ENGINE.format(flush_interval=flush_interval))
         if tls:
-            f.write("  ca_file: ca.pem\n")  # in the engine mapping ENGINE ends with
+            f.write(f"  ca_file: {ca.ca_file.name}\n")  # in the engine mapping ENGINE ends with
     env = {}
     for line in accounts_file.with_suffix(".env").read_text().splitlines():
         if "=" in line and not line.startswith("#"):

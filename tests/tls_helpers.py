@@ -14,8 +14,16 @@ import trustme
 class PrivateCA:
     #: The CA's certificate (PEM), for `ca_file`.
     ca_file: Path
-    #: A server context with a certificate for 127.0.0.1 and localhost issued by the CA.
-    server: ssl.SSLContext
+    #: The server's certificate chain and key (PEM), for `--tls-cert` and `--tls-key`.
+    cert_file: Path
+    key_file: Path
+
+    @property
+    def server(self) -> ssl.SSLContext:
+        """A server context with the certificate for 127.0.0.1 and localhost."""
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(self.cert_file, self.key_file)
+        return context
 
     def client(self) -> ssl.SSLContext:
         """A client context that trusts this CA and nothing else."""
@@ -23,10 +31,11 @@ class PrivateCA:
 
 
 def private_ca(folder: Path) -> PrivateCA:
-    """A fresh CA, its PEM written into `folder`."""
+    """A fresh CA and a certificate it issued, as PEM files in `folder`."""
     ca = trustme.CA()
-    ca_file = folder / "ca.pem"
-    ca.cert_pem.write_to_path(str(ca_file))
-    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert("127.0.0.1", "localhost").configure_cert(server)
-    return PrivateCA(ca_file, server)
+    issued = ca.issue_cert("127.0.0.1", "localhost")
+    files = PrivateCA(folder / "ca.pem", folder / "cert.pem", folder / "key.pem")
+    ca.cert_pem.write_to_path(str(files.ca_file))
+    files.cert_file.write_bytes(b"".join(pem.bytes() for pem in issued.cert_chain_pems))
+    issued.private_key_pem.write_to_path(str(files.key_file))
+    return files

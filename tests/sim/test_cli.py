@@ -10,8 +10,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import trustme
 import yaml
+
+from tests.tls_helpers import private_ca
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -61,11 +62,8 @@ def test_duration_run_writes_accounts_env_and_truth(tmp_path: Path) -> None:
 
 
 def test_tls_flags_serve_wss_and_https_and_go_together(tmp_path: Path) -> None:
-    ca = trustme.CA()
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    issued = ca.issue_cert("127.0.0.1")
-    cert.write_bytes(b"".join(pem.bytes() for pem in issued.cert_chain_pems))
-    issued.private_key_pem.write_to_path(str(key))
+    ca = private_ca(tmp_path)
+    cert, key = ca.cert_file, ca.key_file
     process = start("--accounts", "1", "--duration", "0.3", "--grace", "0",
                     "--tls-cert", str(cert), "--tls-key", str(key))  # fmt: skip
     info = banner(process)
