@@ -28,12 +28,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import trustme  # noqa: E402
 import websockets  # noqa: E402
 
 from benches.pipelines.common import SUBSCRIBE, auth_request  # noqa: E402
 from ingestor import config  # noqa: E402
 from ingestor._core import Collector  # noqa: E402
+from tests.tls_helpers import private_ca  # noqa: E402
 
 QUIET = {
     "ping_interval": 20.0,
@@ -68,7 +68,9 @@ class Simulator:
         self.report = self.folder / "report.json"
         self.options: dict[str, object] = {}
         if tls:
-            flags = (*flags, *self._private_ca())
+            ca = private_ca(self.folder)
+            self.options["ca_file"] = str(ca.ca_file)
+            flags = (*flags, "--tls-cert", str(ca.cert_file), "--tls-key", str(ca.key_file))
         self.process = subprocess.Popen(
             [sys.executable, "-m", "ingestor.sim", "--accounts", str(accounts), "--port", "0",
              "--write-accounts", str(accounts_file), "--truth", str(self.report),
@@ -82,16 +84,6 @@ class Simulator:
                 name, value = line.split("=", 1)
                 env[name] = value
         self.specs = [a.engine_spec() for a in config.load(accounts_file, env=env).accounts]
-
-    def _private_ca(self) -> list[str]:
-        ca = trustme.CA()
-        cert, key = self.folder / "cert.pem", self.folder / "key.pem"
-        issued = ca.issue_cert("127.0.0.1")
-        cert.write_bytes(b"".join(pem.bytes() for pem in issued.cert_chain_pems))
-        issued.private_key_pem.write_to_path(str(key))
-        ca.cert_pem.write_to_path(str(self.folder / "ca.pem"))
-        self.options["ca_file"] = str(self.folder / "ca.pem")
-        return ["--tls-cert", str(cert), "--tls-key", str(key)]
 
     def stop(self) -> dict:
         self.process.send_signal(signal.SIGINT)

@@ -63,14 +63,13 @@ def test_duration_run_writes_accounts_env_and_truth(tmp_path: Path) -> None:
 
 def test_tls_flags_serve_wss_and_https_and_go_together(tmp_path: Path) -> None:
     ca = private_ca(tmp_path)
-    cert, key = ca.cert_file, ca.key_file
     process = start("--accounts", "1", "--duration", "0.3", "--grace", "0",
-                    "--tls-cert", str(cert), "--tls-key", str(key))  # fmt: skip
+                    "--tls-cert", str(ca.cert_file), "--tls-key", str(ca.key_file))  # fmt: skip
     info = banner(process)
     assert str(info["ws_url"]).startswith("wss://127.0.0.1:")
     assert str(info["rest_url"]).startswith("https://127.0.0.1:")
     assert process.wait(timeout=30) == 0
-    alone = start("--tls-cert", str(cert))
+    alone = start("--tls-cert", str(ca.cert_file))
     assert alone.wait(timeout=30) != 0
     assert "--tls-cert and --tls-key go together" in alone.communicate()[1]
 
