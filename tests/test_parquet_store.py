@@ -49,7 +49,7 @@ def as_rest(pairs: list[tuple[str, pa.RecordBatch]]) -> list[tuple[str, pa.Recor
     """The same rows as a REST resync reports them: no message id, source `rest`."""
     out = []
     for table, batch in pairs:
-        if table in queries.DEDUP_KEYS and batch.num_rows:
+        if table in ("position_snapshots", "wallet_snapshots") and batch.num_rows:
             n = batch.num_rows
             batch = batch.set_column(
                 batch.schema.get_field_index("source"), "source", pa.array(["rest"] * n)

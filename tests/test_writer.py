@@ -3,14 +3,18 @@ one commit."""
 
 from __future__ import annotations
 
-import queue
+import contextlib
+import multiprocessing
+import threading
 
 import duckdb
+import pyarrow as pa
 
 import ingestor
 from ingestor.config import Settings, Sink
 from ingestor.service import writer
-from ingestor.service.messages import BATCH, END, to_ipc
+from ingestor.service.messages import ACK, BATCH, END, STORE_HEALTH, to_ipc
+from ingestor.sinks import faults
 from ingestor.sinks.duckdb_store import DuckDBStore
 from tests.test_duckdb_store import position_push
 
@@ -27,15 +31,41 @@ class RecordingStore(DuckDBStore):
         return super().write(batches)
 
 
-def queued_batches(count: int, rows: int) -> queue.Queue:
-    q: queue.Queue = queue.Queue()
+def batch_messages(count: int, rows: int) -> list[tuple]:
+    messages = []
     for b in range(count):
         frames = [position_push(f"m{b}-{r}", 1_700_000_000_000 + b * 1000 + r, "1", r)
                   for r in range(rows)]  # fmt: skip
         batch = ingestor.decode(frames, account_id="acct-1")["position_snapshots"]
-        q.put((BATCH, 0, "position_snapshots", to_ipc(batch)))
-    q.put((END,))
-    return q
+        messages.append((BATCH, b + 1, "position_snapshots", to_ipc(batch)))
+    return messages
+
+
+def run_writer(settings: Settings, messages: list[tuple]) -> list[tuple]:
+    """`writer.run` in this process, fed `messages` then END through a real pipe; returns
+    what it sent back."""
+    inbox_r, inbox_w = multiprocessing.Pipe(duplex=False)
+    out_r, out_w = multiprocessing.Pipe(duplex=False)
+    replies: list[tuple] = []
+
+    def feed() -> None:
+        for message in [*messages, (END,)]:
+            inbox_w.send(message)
+
+    def collect() -> None:
+        with contextlib.suppress(EOFError):
+            while True:
+                replies.append(out_r.recv())
+
+    threads = [threading.Thread(target=feed), threading.Thread(target=collect)]
+    for t in threads:
+        t.start()
+    writer.run(settings, inbox_r, out_w)
+    out_w.close()
+    for t in threads:
+        t.join(10)
+        assert not t.is_alive()
+    return replies
 
 
 def test_a_backlog_is_committed_in_commits_of_about_commit_rows(tmp_path, monkeypatch):
@@ -44,8 +74,57 @@ def test_a_backlog_is_committed_in_commits_of_about_commit_rows(tmp_path, monkey
     commits: list[int] = []
     monkeypatch.setattr(writer, "open_store", lambda *a, **k: RecordingStore(path, commits))
     settings = Settings(accounts=(), sink=Sink(kind="duckdb", path=str(path)))
-    writer.run(settings, queued_batches(10, 5), queue.Queue())
-    # Everything was queued at once: commits grow to the cap (a batch at a time), no further.
-    assert commits == [15, 15, 15, 5]
+    replies = run_writer(settings, batch_messages(10, 5))
+    # Commits grow to the cap (a batch at a time), no further.
+    assert sum(commits) == 50 and max(commits) == 15, commits
     with duckdb.connect(str(path), read_only=True) as con:
         assert con.execute("SELECT count(*) FROM position_snapshots").fetchone() == (50,)
+    acks = [r[1] for r in replies if r[0] == ACK]
+    assert acks == sorted(acks) and acks[-1] == 10, "every batch acknowledged, in order"
+
+
+def test_a_failing_commit_keeps_its_batches_and_is_retried(tmp_path, monkeypatch):
+    """A Python exception inside the commit's transaction (the test hook) neither kills the
+    writer nor loses a row: the store reports the failure, the retry commits everything."""
+    path = tmp_path / "c.duckdb"
+    monkeypatch.setenv(faults.FAIL_COMMITS_ENV, "2")
+    monkeypatch.setattr(faults, "_failed", 0)
+    monkeypatch.setattr(writer, "RETRY_FIRST_S", 0.05)
+    settings = Settings(accounts=(), sink=Sink(kind="duckdb", path=str(path)))
+    replies = run_writer(settings, batch_messages(4, 3))
+    health = [r for r in replies if r[0] == STORE_HEALTH]
+    assert [h[1] for h in health] == [False, False, True]
+    assert "other: InjectedFault" in health[0][2]
+    assert health[-1][3] == {"other": 2}
+    acks = [r[1] for r in replies if r[0] == ACK]
+    assert acks and acks[-1] == 4
+    with duckdb.connect(str(path), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM position_snapshots").fetchone() == (12,)
+
+
+def test_a_batch_delivered_twice_is_stored_once_in_every_table(tmp_path):
+    """A restarted writer is handed the batches its predecessor had not acknowledged, some
+    of which it may have committed: REST rows, rejects and connection events too."""
+    path = tmp_path / "c.duckdb"
+    frames = [position_push("m1", 1_700_000_000_000, "1", 1), b'{"topic":"position","data":1}']
+    decoded = ingestor.decode(frames, account_id="acct-1")
+    events = pa.table(
+        {
+            "account_id": ["acct-1"],
+            "local_ts": pa.array([1_700_000_000_000_000], pa.timestamp("us", "UTC")),
+            "event": ["subscribed"],
+            "reason": pa.array([None], pa.string()),
+            "backoff_ms": pa.array([None], pa.int64()),
+            "conn_id": ["c1"],
+        },
+        schema=ingestor.schemas()["connection_events"],
+    ).to_batches()[0]
+    batches = [(t, b) for t, b in decoded.items() if b.num_rows] + [("connection_events", events)]
+    store = DuckDBStore(path)
+    store.create()
+    store.write(batches)
+    assert store.write(batches) == 0
+    store.close()
+    with duckdb.connect(str(path), read_only=True) as con:
+        for table in ("position_snapshots", "rejects", "connection_events"):
+            assert con.execute(f"SELECT count(*) FROM {table}").fetchone() == (1,), table

@@ -120,6 +120,10 @@ class Settings:
     #: Per collector. Rows are ~1-3 KiB with raw_json, so this bounds memory and the time a
     #: drain takes behind a slow store, while still riding out a long flush.
     max_pending_rows: int = 100_000
+    #: Batches handed to the writer and not yet committed, at most (MiB): past this the
+    #: supervisor stops reading the collectors, whose engines then stop reading sockets.
+    #: It bounds the writer's pending commit too (a subset of these batches).
+    max_inflight_mb: int = field(default_factory=lambda: default_inflight_mb())
     workers: int = max(1, os.cpu_count() or 1)
     raw_json: bool = True
     metrics_port: int | None = None
@@ -138,11 +142,22 @@ class Settings:
     source: str = "<memory>"
 
 
+def default_inflight_mb() -> int:
+    """A sixteenth of the machine's memory, between 256 MiB and 2 GiB: room for several
+    full commits (~0.5 GiB each with raw JSON) on a capture box, little on a small one."""
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 512
+    return max(256, min(2048, total // 16 // 2**20))
+
+
 # Settings that environment variables may override: name -> (setting, parser).
 ENV_OVERRIDES: dict[str, tuple[str, type]] = {
     "INGESTOR_BATCH_SIZE": ("batch_size", int),
     "INGESTOR_FLUSH_INTERVAL": ("flush_interval", float),
     "INGESTOR_MAX_PENDING_ROWS": ("max_pending_rows", int),
+    "INGESTOR_MAX_INFLIGHT_MB": ("max_inflight_mb", int),
     "INGESTOR_WORKERS": ("workers", int),
     "INGESTOR_RAW_JSON": ("raw_json", bool),
     "INGESTOR_METRICS_PORT": ("metrics_port", int),
@@ -527,6 +542,7 @@ def _check_ranges(reader: _Reader, data: _Mapping, settings: Settings) -> None:
         "batch_size": settings.batch_size,
         "flush_interval": settings.flush_interval,
         "max_pending_rows": settings.max_pending_rows,
+        "max_inflight_mb": settings.max_inflight_mb,
         "workers": settings.workers,
     }
     for name, value in positive.items():

@@ -7,6 +7,8 @@ questions: the latest state, the state at any instant, and every gap in the reco
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import pyarrow as pa
 
 from ingestor.decode import schemas
@@ -14,21 +16,53 @@ from ingestor.decode import schemas
 #: The order tables are created and written in.
 TABLES = ("position_snapshots", "wallet_snapshots", "rejects", "connection_events")
 
-#: Natural keys: the same push delivered twice (the exchange does replay) must not make a
-#: second row. A duplicate carries the same envelope (message id and creation time), so the
-#: anti-join only looks at rows with the batch's creation times. REST rows have no message id
-#: and are never merged: each resync is an observation of its own.
-DEDUP_KEYS: dict[str, tuple[str, ...]] = {
-    "position_snapshots": (
-        "account_id",
-        "message_id",
+
+#: Natural keys: a row delivered twice must not be stored twice. The exchange replays pushes
+#: (a duplicate carries the same envelope: message id and creation time), and the service itself
+#: delivers a batch again when the writer died before it said the batch was committed: the
+#: supervisor hands every unacknowledged batch to the restarted writer. REST rows carry an id
+#: made from their response (`rest:` and a hash of the body), so a second delivery of the same
+#: resync is one observation, while each resync stays one of its own. Rows of a push without
+#: a message id (stores written before REST ids) are never merged.
+#: `range`: the batch's range of that column is written into the anti-join as constants, so
+#: the table's zone maps skip every row group outside it (see `new_row_numbers`).
+@dataclass(frozen=True)
+class Dedup:
+    keys: tuple[str, ...]
+    range: str
+    #: Rows whose `message_id` is NULL are each new (positions and wallets only).
+    by_message: bool = False
+
+
+DEDUP: dict[str, Dedup] = {
+    "position_snapshots": Dedup(
+        (
+            "account_id",
+            "message_id",
+            "creation_ts",
+            "category",
+            "symbol",
+            "position_idx",
+            "seq",
+        ),
         "creation_ts",
-        "category",
-        "symbol",
-        "position_idx",
-        "seq",
+        by_message=True,
     ),
-    "wallet_snapshots": ("account_id", "message_id", "creation_ts", "account_type", "coin"),
+    "wallet_snapshots": Dedup(
+        ("account_id", "message_id", "creation_ts", "account_type", "coin"),
+        "creation_ts",
+        by_message=True,
+    ),
+    # An event is taken at a µs clock per account: two at the same instant of the same kind
+    # are one event delivered twice.
+    "connection_events": Dedup(
+        ("account_id", "local_ts", "event", "reason", "conn_id"), "local_ts"
+    ),
+    # Several elements of one frame can fail at the same instant for the same reason: the
+    # bytes (the element's own) tell them apart. Rejects are rare; comparing blobs is cheap.
+    "rejects": Dedup(
+        ("account_id", "local_ts", "source", "message_id", "reason", "raw"), "local_ts"
+    ),
 }
 
 POSITION_KEY = "account_id, category, symbol, position_idx"
@@ -150,34 +184,37 @@ VIEWS: list[str] = STORED_VIEWS + macros()
 ROW_NUMBER = "_row"
 
 
-def new_row_numbers(table: str, relation: str, creation_us: tuple[int, int] | None) -> str:
-    """The `ROW_NUMBER`s of `relation`'s rows that `table` does not hold yet, each push once
-    (its first row in `relation` is kept); rows without a message id (REST) all count as new.
+def new_row_numbers(table: str, relation: str, bounds_us: tuple[int, int] | None) -> str:
+    """The `ROW_NUMBER`s of `relation`'s rows that `table` does not hold yet, each once (its
+    first row in `relation` is kept); for positions and wallets, rows without a message id all
+    count as new.
 
     `relation` needs only `ROW_NUMBER` and the table's dedup keys: the rows themselves are
     inserted apart, straight from Arrow. Carried through this query's window and join, every
     column (raw_json too) was materialised on the way, which cost ~30% on top of the insert.
 
-    `creation_us` is the batch's creation_ts range in epoch microseconds. It is written into
-    the query as constants because only a constant range reaches the table scan as a filter,
-    where DuckDB skips every row group outside it: with `(SELECT min(..) FROM relation)` the
-    scan read the whole table on every commit, so commits grew slower as the store grew."""
-    keys = DEDUP_KEYS[table]
-    key_list = ", ".join(keys)
-    match = " AND ".join(f"t.{k} IS NOT DISTINCT FROM b.{k}" for k in keys)
+    `bounds_us` is the batch's range of the table's `Dedup.range` column in epoch
+    microseconds. It is written into the query as constants because only a constant range
+    reaches the table scan as a filter, where DuckDB skips every row group outside it: with
+    `(SELECT min(..) FROM relation)` the scan read the whole table on every commit, so commits
+    grew slower as the store grew."""
+    dedup = DEDUP[table]
+    key_list = ", ".join(dedup.keys)
+    match = " AND ".join(f"t.{k} IS NOT DISTINCT FROM b.{k}" for k in dedup.keys)
     # make_timestamptz(µs) is epoch-based, so the session's TimeZone cannot shift the range.
-    low, high = creation_us if creation_us else (0, -1)  # no creation time: nothing to match
+    low, high = bounds_us if bounds_us else (0, -1)  # no time: nothing to match
+    always_new = "b.message_id IS NULL OR " if dedup.by_message else ""
     return f"""
     SELECT b.{ROW_NUMBER} FROM (
         SELECT {ROW_NUMBER}, {key_list},
                row_number() OVER (PARTITION BY {key_list} ORDER BY {ROW_NUMBER}) AS _dup
         FROM {relation}
     ) b
-    WHERE (b.message_id IS NULL OR b._dup = 1)
-      AND (b.message_id IS NULL OR NOT EXISTS (
+    WHERE ({always_new}b._dup = 1)
+      AND ({always_new}NOT EXISTS (
             SELECT 1 FROM {table} t
-            WHERE t.creation_ts BETWEEN make_timestamptz({int(low)}::BIGINT)
-                                    AND make_timestamptz({int(high)}::BIGINT)
+            WHERE t.{dedup.range} BETWEEN make_timestamptz({int(low)}::BIGINT)
+                                      AND make_timestamptz({int(high)}::BIGINT)
               AND {match}))
     ORDER BY b.{ROW_NUMBER}
     """
@@ -222,18 +259,16 @@ ORIGIN_ROW = "_origin_row"
 def parquet_table_view(table: str, glob: str) -> str:
     """A view named like the table over every file of the tree.
 
-    One scan (one directory listing) per query; rows are kept once per identity and, for pushes,
-    once per replay key (what the DuckDB store's insert drops). Identical rows share their
-    `date`, so it leads each partition key and a filter on `date` still prunes files."""
-    keys = DEDUP_KEYS.get(table)
-    if keys is None:
-        partition = f"date, {ORIGIN_FILE}, {ORIGIN_ROW}"
-    else:
-        # REST rows have no message id and are each an observation of their own.
-        partition = ", ".join(
-            ["date", *keys]
-            + [f"CASE WHEN message_id IS NULL THEN {c} END" for c in (ORIGIN_FILE, ORIGIN_ROW)]
-        )
+    One scan (one directory listing) per query; rows are kept once per natural key (`DEDUP`:
+    what the DuckDB store's insert drops), which also keeps a row once while it is in both a
+    merged file and its input. Identical rows share their `date`, so it leads each partition
+    key and a filter on `date` still prunes files."""
+    dedup = DEDUP[table]
+    keys = ["date", *dedup.keys]
+    if dedup.by_message:
+        # Push rows without a message id (stores written before REST ids) are each their own.
+        keys += [f"CASE WHEN message_id IS NULL THEN {c} END" for c in (ORIGIN_FILE, ORIGIN_ROW)]
+    partition = ", ".join(keys)
     quoted = glob.replace("'", "''")
     source = (
         f"read_parquet('{quoted}', hive_partitioning = true, union_by_name = true, "

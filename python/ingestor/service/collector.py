@@ -68,7 +68,7 @@ def run(
     previous: dict[str, dict] = {}
     while not stop.is_set():
         for table, batch in collector.next_batches(0.2):
-            out.send((BATCH, worker, table, to_ipc(batch)))
+            out.send((BATCH, worker, table, to_ipc(batch), batch.num_rows))
         if time.monotonic() >= next_stats:
             stats = collector.stats()
             report_changes(previous, stats)
@@ -85,7 +85,7 @@ def run(
             next_stats = time.monotonic() + STATS_EVERY
     last = collector.close()
     for table, batch in last:
-        out.send((BATCH, worker, table, to_ipc(batch)))
+        out.send((BATCH, worker, table, to_ipc(batch), batch.num_rows))
     out.send((DONE, worker))
     out.close()
     log.info("collector %d closed; %d last batches handed over", worker, len(last))

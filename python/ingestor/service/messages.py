@@ -6,15 +6,22 @@ from __future__ import annotations
 import pyarrow as pa
 import pyarrow.ipc as ipc
 
-# Message kinds on the collectors -> writer queue.
-BATCH = "batch"  # (BATCH, worker, table, ipc bytes)
+# Message kinds on a collector's pipe to the supervisor.
+BATCH = "batch"  # (BATCH, worker, table, ipc bytes, rows)
 DONE = "done"  # (DONE, worker): the collector handed over its last batches
-END = "end"  # (END,): the supervisor says no collector will send again
-
-# Message kinds on the -> supervisor stats queue.
 COLLECTOR_STATS = "collector"  # (kind, worker, [account stats], connect queue, undelivered)
-# (kind, rows written, last flush seconds, spool files, queue lag, meter.Readings or None)
+
+# On the supervisor's pipe to the writer: (BATCH, seq, table, ipc bytes), seq counting up
+# from 1 for the supervisor's life (a restarted writer gets the unacknowledged ones again,
+# with the same numbers), and:
+END = "end"  # (END,): no collector will send again
+
+# On the writer's pipe to the supervisor.
+ACK = "ack"  # (ACK, seq): every batch up to seq is committed, or spooled on disk
+# (kind, rows written, last flush seconds, spool files, pending rows, meter.Readings or None)
 WRITER_STATS = "writer"
+# (kind, healthy, reason, {fault kind: failures}): sent when the store's health changes
+STORE_HEALTH = "store"
 
 
 def to_ipc(batch: pa.RecordBatch) -> bytes:

@@ -100,6 +100,11 @@ class Telemetry:
         self._queued: dict[int, int] = {}
         self._undelivered: dict[int, int] = {}
         self._restarts = 0
+        self._writer_restarts = 0
+        #: The store as the writer last found it: healthy, why not, failures by kind.
+        self._store: tuple[bool, str, dict[str, int]] = (True, "", {})
+        #: Batches handed to the writer and not acknowledged: bytes, rows, the budget.
+        self._in_flight = (0, 0, 0)
         self._phase = "starting"  # starting -> checking -> capturing -> draining
 
     # ---- fed by the supervisor -------------------------------------------------------------
@@ -135,6 +140,18 @@ class Telemetry:
             if readings is not None:
                 self._totals.add(readings)
 
+    def writer_restarted(self) -> None:
+        with self._lock:
+            self._writer_restarts += 1
+
+    def store_health(self, healthy: bool, reason: str, errors: dict[str, int]) -> None:
+        with self._lock:
+            self._store = (healthy, reason, dict(errors))
+
+    def in_flight(self, size: int, rows: int, budget: int) -> None:
+        with self._lock:
+            self._in_flight = (size, rows, budget)
+
     def restarted(self, worker: int) -> None:
         """The worker's collector died: its engine's counters start again from zero."""
         with self._lock:
@@ -160,6 +177,9 @@ class Telemetry:
             return Readiness(False, 0, {}, {}, why="the start check is running")
         if self._phase == "draining":
             return Readiness(False, 0, {}, {}, why="draining")
+        healthy, reason, _ = self._store
+        if not healthy:
+            return Readiness(False, 0, {}, {}, why=f"the store is failing: {reason}")
         live, explained, waiting = 0, {}, {}
         for account in self._accounts:
             stats = self._stats.get(account)
@@ -203,6 +223,9 @@ class Telemetry:
             committed, last_flush_s, spooled, pending = self._writer
             queued, undelivered = dict(self._queued), dict(self._undelivered)
             restarts = self._restarts
+            writer_restarts = self._writer_restarts
+            store_ok, _, store_errors = self._store
+            in_flight_bytes, in_flight_rows, budget = self._in_flight
             accounts = list(self._accounts)
         now = time.time()
         explained = set(ready.explained)
@@ -292,6 +315,39 @@ class Telemetry:
             "ingestor_collector_restarts_total",
             "Collector processes restarted after dying.",
             value=restarts,
+        )
+        yield CounterMetricFamily(
+            "ingestor_writer_restarts_total",
+            "Writer processes restarted after dying (their batches were handed to the next).",
+            value=writer_restarts,
+        )
+        yield GaugeMetricFamily(
+            "ingestor_store_healthy",
+            "1 while the store takes commits; 0 while the writer retries a failing one.",
+            value=1.0 if store_ok else 0.0,
+        )
+        errors = CounterMetricFamily(
+            "ingestor_store_errors_total",
+            "Failed commits (or store creations) by kind of failure.",
+            labels=["kind"],
+        )
+        for kind, n in sorted(store_errors.items()):
+            errors.add_metric([kind], n)
+        yield errors
+        yield GaugeMetricFamily(
+            "ingestor_inflight_bytes",
+            "Bytes of batches handed to the writer and not yet committed.",
+            value=in_flight_bytes,
+        )
+        yield GaugeMetricFamily(
+            "ingestor_inflight_rows",
+            "Rows of batches handed to the writer and not yet committed.",
+            value=in_flight_rows,
+        )
+        yield GaugeMetricFamily(
+            "ingestor_inflight_budget_bytes",
+            "max_inflight_mb: past it the collectors' sockets wait.",
+            value=budget,
         )
 
 

@@ -27,6 +27,9 @@ class Status:
         self.last_flush_s = 0.0
         self.spooled = 0
         self.writer_pending = 0
+        self.writer_restarts = 0
+        #: Why the store is failing, while it is (empty when healthy).
+        self.store_problem = ""
         self._frames_then: tuple[float, int] | None = None
         self.messages_per_s = 0.0
         self._next_render = 0.0
@@ -48,6 +51,12 @@ class Status:
 
     def restarted(self, worker: int) -> None:
         self.restarts += 1
+
+    def writer_restarted(self, how: str) -> None:
+        self.writer_restarts += 1
+
+    def store_health(self, healthy: bool, reason: str) -> None:
+        self.store_problem = "" if healthy else reason
 
     def totals(self) -> dict[str, Any]:
         every = [a for accounts in self.accounts.values() for a in accounts]
@@ -88,6 +97,8 @@ class Status:
             f"reconnects {totals['reconnects']:,} | writer lag {self.writer_pending:,} rows"
             + (f" | spooled {self.spooled} files" if self.spooled else "")
             + (f" | collector restarts {self.restarts}" if self.restarts else "")
+            + (f" | writer restarts {self.writer_restarts}" if self.writer_restarts else "")
+            + (f" | STORE FAILING: {self.store_problem}" if self.store_problem else "")
         )
 
     def _table(self):
@@ -110,4 +121,8 @@ class Status:
             table.add_row("spooled files", f"{self.spooled}")
         if self.restarts:
             table.add_row("collector restarts", f"{self.restarts}")
+        if self.writer_restarts:
+            table.add_row("writer restarts", f"{self.writer_restarts}")
+        if self.store_problem:
+            table.add_row("store failing", self.store_problem)
         return table

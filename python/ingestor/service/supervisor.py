@@ -8,7 +8,6 @@ import hashlib
 import logging
 import multiprocessing
 import os
-import queue
 import signal
 import time
 from dataclasses import replace
@@ -17,20 +16,24 @@ from typing import Any
 
 from ingestor import sinks
 from ingestor.config import Account, Settings
-from ingestor.service import collector, lifeline, writer
-from ingestor.service.messages import BATCH, COLLECTOR_STATS, DONE, END, WRITER_STATS
+from ingestor.service import collector, lifeline
+from ingestor.service.messages import BATCH, COLLECTOR_STATS, DONE, STORE_HEALTH, WRITER_STATS
 from ingestor.service.metrics import Server, Telemetry
 from ingestor.service.start_check import run_start_check
 from ingestor.service.status import Status
+from ingestor.service.writer_link import WriterLink
 
 log = logging.getLogger("ingestor.supervisor")
 
-#: Batches waiting for the writer, at most; past this the supervisor stops reading the
-#: collectors' pipes, they stop taking batches, and their engines stop reading sockets.
-WRITER_QUEUE_BATCHES = 16
 RESTART_DELAY_S = 1.0
+#: A draining collector that sends nothing for this long (while the supervisor is reading)
+#: is stopped.
 COLLECTOR_DRAIN_S = 30.0
-WRITER_DRAIN_S = 120.0
+#: After the last collector is done, the writer has this long without acknowledging anything
+#: (while batches wait), and this long in all, to commit the rest; then what is left is
+#: spooled for the next start and the service exits non-zero, saying so.
+WRITER_STALL_S = 60.0
+WRITER_DRAIN_S = 300.0
 
 
 #: How long a restarted collector's read of the open positions waits for the writer to let
@@ -197,15 +200,9 @@ class Supervisor:
         # Read before the writer starts: once it runs it holds the DuckDB file while it
         # creates tables and flushes, and a read that meets the lock finds nothing.
         known = open_positions(settings)
-        to_writer = self.ctx.Queue(maxsize=WRITER_QUEUE_BATCHES)
-        from_writer = self.ctx.Queue()
-        writer_process = self.ctx.Process(
-            target=lifeline.run_as_child,
-            args=(os.getpid(), writer.run, settings, to_writer, from_writer),
-            name="ingestor-writer",
-            daemon=True,
-        )
-        writer_process.start()
+        link = WriterLink(self.ctx, settings, budget_bytes=settings.max_inflight_mb * 2**20)
+        link.on_restart = self._writer_died
+        link.start()
         groups = shard(accounts, max(1, min(settings.workers, len(accounts))))
         handles = [CollectorHandle(i, group) for i, group in enumerate(groups)]
         for handle in handles:
@@ -221,7 +218,7 @@ class Supervisor:
         drain_started: float | None = None
         while True:
             if self.forced:
-                self._kill(handles, writer_process)
+                self._kill(handles, link)
                 return 1
             if self.duration is not None and time.monotonic() - started >= self.duration:
                 if not self.stopping:
@@ -232,8 +229,9 @@ class Supervisor:
                 drain_started = time.monotonic()
                 for handle in handles:
                     handle.stop.set()
-            self._relay(handles, to_writer)
-            self._drain_stats(from_writer)
+            self._relay(handles, link)
+            self._writer_messages(link)
+            link.watch()
             self._watch(handles)
             self.status.refresh()
             if drain_started is not None:
@@ -253,31 +251,84 @@ class Supervisor:
                     h.process.kill()
                 if not live or len(stuck) == len(live):
                     break
-        self._put(to_writer, (END,))
-        deadline = time.monotonic() + WRITER_DRAIN_S
-        while writer_process.is_alive() and time.monotonic() < deadline and not self.forced:
-            writer_process.join(0.2)
-            self._drain_stats(from_writer)
-        if writer_process.is_alive():
-            log.error("the writer did not finish in time; stopping it")
-            writer_process.kill()
+        return self._finish(link)
+
+    def _finish(self, link: WriterLink) -> int:
+        """Every collector is done: the writer commits the rest (a restarted one too) within
+        the drain's bounds; what it cannot is spooled and reported."""
+        link.end()
+        ended = time.monotonic()
+        while not link.finished() and not self.forced:
+            now = time.monotonic()
+            stalled = link.in_flight and now - max(link.last_ack, ended) > WRITER_STALL_S
+            if stalled or now - ended > WRITER_DRAIN_S:
+                return self._give_up(link, "stalled" if stalled else "too slow")
+            wait(link.waitables(), timeout=0.2)
+            self._writer_messages(link)
+            link.watch()
+            self.status.refresh()
+        if self.forced:
+            link.kill()
             return 1
-        self._drain_stats(from_writer)
+        self._writer_messages(link)
         self.status.refresh(final=True)
-        return 0 if writer_process.exitcode == 0 else 1
+        return 0
 
-    def _put(self, to_writer: Any, message: tuple) -> None:
-        while not self.forced:
-            try:
-                to_writer.put(message, timeout=0.2)
-                return
-            except queue.Full:
-                continue
+    def _give_up(self, link: WriterLink, why: str) -> int:
+        link.kill()
+        rows = link.rows
+        try:
+            spooled, where = link.spool_unacknowledged()
+        except Exception as e:
+            log.error(
+                "the writer did not commit %d rows in time (%s) and they could not be spooled "
+                "either (%s): they are lost",
+                rows,
+                why,
+                e,
+            )
+            return 1
+        if spooled:
+            log.error(
+                "the writer did not commit %d rows in time (%s): they wait in %s and are "
+                "committed first on the next start",
+                spooled,
+                why,
+                where,
+            )
+        else:
+            log.error("the writer did not finish in time (%s); nothing was left uncommitted", why)
+        return 1
 
-    def _relay(self, handles: list[CollectorHandle], to_writer: Any) -> None:
+    def _writer_died(self, how: str) -> None:
+        self.status.writer_restarted(how)
+        self.telemetry.writer_restarted()
+
+    def _writer_messages(self, link: WriterLink) -> None:
+        for message in link.receive():
+            if message[0] == WRITER_STATS:
+                self.status.writer(*message[1:5])
+                self.telemetry.writer(*message[1:])
+            elif message[0] == STORE_HEALTH:
+                self.status.store_health(message[1], message[2])
+                self.telemetry.store_health(message[1], message[2], message[3])
+        self.telemetry.in_flight(link.bytes, link.rows, link.budget_bytes)
+
+    def _relay(self, handles: list[CollectorHandle], link: WriterLink) -> None:
+        if link.full():
+            # In-flight bytes are at the budget: the collectors' pipes wait (and so do their
+            # engines' sockets) until the writer acknowledges a commit. Silence they cannot
+            # help does not count against them in a drain.
+            now = time.monotonic()
+            for handle in handles:
+                handle.last_heard = now
+            wait(link.waitables(), timeout=0.2)
+            return
         pipes = {h.pipe: h for h in handles if h.pipe is not None}
-        for pipe in wait(list(pipes), timeout=0.2):
-            handle = pipes[pipe]
+        for pipe in wait([*pipes, *link.waitables()], timeout=0.2):
+            handle = pipes.get(pipe)
+            if handle is None:
+                continue  # the writer spoke or died: the loop reads or restarts it
             try:
                 message = pipe.recv()
             except (EOFError, OSError):
@@ -286,22 +337,12 @@ class Supervisor:
             handle.last_heard = time.monotonic()
             kind = message[0]
             if kind == BATCH:
-                self._put(to_writer, message)
+                link.send(message[2], message[3], message[4])
             elif kind == COLLECTOR_STATS:
                 self.status.collector(message[1], message[2], message[3], message[4])
                 self.telemetry.collector(message[1], message[2], message[3], message[4])
             elif kind == DONE:
                 handle.done = True
-
-    def _drain_stats(self, from_writer: Any) -> None:
-        while True:
-            try:
-                message = from_writer.get_nowait()
-            except queue.Empty:
-                return
-            if message[0] == WRITER_STATS:
-                self.status.writer(*message[1:5])
-                self.telemetry.writer(*message[1:])
 
     def _watch(self, handles: list[CollectorHandle]) -> None:
         for handle in handles:
@@ -322,8 +363,8 @@ class Supervisor:
             time.sleep(RESTART_DELAY_S)
             self._start_collector(handle)
 
-    def _kill(self, handles: list[CollectorHandle], writer_process: Any) -> None:
+    def _kill(self, handles: list[CollectorHandle], link: WriterLink) -> None:
         for handle in handles:
             if handle.process.is_alive():
                 handle.process.kill()
-        writer_process.kill()
+        link.kill()

@@ -1,73 +1,28 @@
-"""The writer process: the one process that owns the store. It commits what the collectors
-send, one transaction per flush."""
+"""The writer process: the one process that owns the store. It commits what the supervisor
+sends, one transaction per flush, and says which batches are safe (committed, or spooled on
+disk) so the supervisor can let go of them.
+
+A store fault (a full disk, an I/O error, a permission taken away, a catalog that refuses)
+never ends this process and never drops a batch: the batches stay here, unacknowledged, and
+the commit is tried again with backoff while the supervisor hears why."""
 
 from __future__ import annotations
 
 import logging
-import queue
 import signal
 import time
-from typing import Any
+from collections import Counter
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
 
 import pyarrow as pa
 
 from ingestor.config import Settings
-from ingestor.service.messages import BATCH, DONE, END, WRITER_STATS, from_ipc
+from ingestor.service.messages import ACK, BATCH, END, STORE_HEALTH, WRITER_STATS, from_ipc
 from ingestor.service.meter import Meter
-from ingestor.sinks import Store, open_store
+from ingestor.sinks import Store, faults, open_store
 
 log = logging.getLogger("ingestor.writer")
-
-
-class Writer:
-    """Commits the batches that arrived since the last commit, all in one transaction."""
-
-    def __init__(self, settings: Settings, store: Store) -> None:
-        self.settings = settings
-        self.store = store
-        self.pending: list[tuple[str, pa.RecordBatch]] = []
-        self.pending_rows = 0
-        self.written = 0
-        self.last_flush_s = 0.0
-        self.last_attempt = 0.0
-        self.meter = Meter()
-
-    def add(self, table: str, batch: pa.RecordBatch) -> None:
-        self.pending.append((table, batch))
-        self.pending_rows += batch.num_rows
-        self.meter.batch(table, batch)
-
-    def spooled(self) -> int:
-        return len(getattr(self.store, "spool", ()))
-
-    def flush(self, final: bool = False) -> None:
-        """Commits everything pending at once (a group commit: the collectors already held
-        each batch for up to flush_interval, so waiting here would double the delay)."""
-        now = time.monotonic()
-        if self.pending:
-            self._flush(self.pending)
-            self.pending, self.pending_rows = [], 0
-        elif self.spooled() and (final or now - self.last_attempt >= self.settings.flush_interval):
-            # A reader held the file: try the spool again now and then.
-            self._flush([])
-
-    def _flush(self, batches: list[tuple[str, pa.RecordBatch]]) -> None:
-        started = self.last_attempt = time.monotonic()
-        committed = self.store.write(batches)
-        self.written += committed
-        self.last_flush_s = time.monotonic() - started
-        self.meter.flushed(self.last_flush_s, committed)
-
-    def stats(self, final: bool = False) -> tuple:
-        return (
-            WRITER_STATS,
-            self.written,
-            self.last_flush_s,
-            self.spooled(),
-            self.pending_rows,
-            self.meter.take(force=final),
-        )
-
 
 #: How long a commit waits for more batches after the first one arrives.
 GATHER_S = 0.05
@@ -79,21 +34,184 @@ GATHER_S = 0.05
 #: 10-190 µs a row, 122,880-row commits 4-10 µs a row). Two row groups' worth sits between.
 COMMIT_ROWS = 245_760
 
+#: Waits between attempts at a failing store: short first (a blip), then at most this.
+RETRY_FIRST_S = 0.5
+RETRY_CAP_S = 5.0
 
-def handle(writer: Writer, message: tuple) -> bool:
-    """Takes one message from the supervisor; True when it is the end."""
-    kind = message[0]
-    if kind == BATCH:
-        writer.add(message[2], from_ipc(message[3]))
-    elif kind == END:
+
+@dataclass
+class Pending:
+    seq: int
+    table: str
+    batch: pa.RecordBatch
+
+
+@dataclass
+class Health:
+    """The store as the writer last found it; sent to the supervisor with every change."""
+
+    healthy: bool = True
+    #: What failed, where, and what the writer does about it (empty while healthy).
+    reason: str = ""
+    #: Failures by kind (`sinks.faults`), since the writer started.
+    errors: Counter = field(default_factory=Counter)
+
+
+class Writer:
+    """Commits the batches that arrived since the last commit, all in one transaction, and
+    acknowledges them; keeps them through store faults."""
+
+    def __init__(self, settings: Settings, store: Store, out: Connection) -> None:
+        self.settings = settings
+        self.store = store
+        self.out = out
+        self.pending: list[Pending] = []
+        self.pending_rows = 0
+        self.written = 0
+        self.last_flush_s = 0.0
+        self.last_attempt = 0.0
+        self.meter = Meter()
+        self.health = Health()
+        #: END arrived: commit what is pending, then stop.
+        self.ended = False
+        #: The supervisor is gone: nothing can be acknowledged any more.
+        self.orphaned = False
+        self.retry_at = 0.0
+        self._retry_wait = RETRY_FIRST_S
+        self._failing_since = 0.0
+
+    def add(self, seq: int, table: str, batch: pa.RecordBatch) -> None:
+        self.pending.append(Pending(seq, table, batch))
+        self.pending_rows += batch.num_rows
+
+    def spooled(self) -> int:
+        return len(getattr(self.store, "spool", ()))
+
+    def due(self) -> bool:
+        return time.monotonic() >= self.retry_at
+
+    def flush(self, final: bool = False) -> None:
+        """Commits what is pending, COMMIT_ROWS at a time (a group commit: the collectors
+        already held each batch for up to flush_interval, so waiting here would double the
+        delay); retries a failing store only when its backoff is over."""
+        if not self.due():
+            return
+        if not self.pending:
+            now = time.monotonic()
+            if self.spooled() and (
+                final or now - self.last_attempt >= self.settings.flush_interval
+            ):
+                # A reader held the file: try the spool again now and then.
+                self._attempt([])
+            return
+        while self.pending and self.due():
+            chunk, rows = [], 0
+            # The same rule as the gathering: the batch that reaches COMMIT_ROWS is the last.
+            while self.pending and rows < COMMIT_ROWS:
+                chunk.append(self.pending.pop(0))
+                rows += chunk[-1].batch.num_rows
+            if not self._attempt(chunk):
+                self.pending[:0] = chunk  # kept, in order, for the next attempt
+                return
+            self.pending_rows -= rows
+            self.out.send((ACK, chunk[-1].seq))
+
+    def _attempt(self, chunk: list[Pending]) -> bool:
+        started = self.last_attempt = time.monotonic()
+        try:
+            committed = self.store.write([(p.table, p.batch) for p in chunk])
+        except Exception as e:  # every store fault: the batches stay, the writer lives
+            self._failed(e, sum(p.batch.num_rows for p in chunk))
+            return False
+        self.written += committed
+        self.last_flush_s = time.monotonic() - started
+        for p in chunk:
+            self.meter.batch(p.table, p.batch)
+        self.meter.flushed(self.last_flush_s, committed)
+        if not self.health.healthy:
+            log.warning(
+                "the store %s takes commits again after %.0f s",
+                self.settings.sink.path,
+                time.monotonic() - self._failing_since,
+            )
+            self.health.healthy, self.health.reason = True, ""
+            self._send_health()
+        self._retry_wait = RETRY_FIRST_S
         return True
-    elif kind != DONE:
-        log.error("unknown message %r ignored", kind)
-    return False
+
+    def _failed(self, error: Exception, rows: int) -> None:
+        kind = faults.kind_of(error)
+        self.health.errors[kind] += 1
+        reason = (
+            f"{kind}: {type(error).__name__}: {error}; {self.pending_rows:,} rows wait in "
+            f"memory, next attempt in {self._retry_wait:.1f} s"
+        )
+        if self.health.healthy:
+            self._failing_since = time.monotonic()
+        if self.health.healthy or not self.health.reason.startswith(kind + ":"):
+            # Once per failure (and again if it changes kind), not once per attempt.
+            log.error(
+                "cannot commit %d rows to the %s store %s: %s",
+                rows,
+                self.settings.sink.kind,
+                self.settings.sink.path,
+                reason,
+            )
+        self.health.healthy, self.health.reason = False, reason
+        self._send_health()
+        self.retry_at = time.monotonic() + self._retry_wait
+        self._retry_wait = min(RETRY_CAP_S, self._retry_wait * 2)
+
+    def _send_health(self) -> None:
+        h = self.health
+        self.out.send((STORE_HEALTH, h.healthy, h.reason, dict(h.errors)))
+
+    def stats(self, final: bool = False) -> tuple:
+        return (
+            WRITER_STATS,
+            self.written,
+            self.last_flush_s,
+            self.spooled(),
+            self.pending_rows,
+            self.meter.take(force=final),
+        )
+
+    def prepare(self, inbox: Connection) -> bool:
+        """Creates the store's tables and views, retrying a failing store; False if the
+        supervisor went away meanwhile."""
+        while True:
+            try:
+                self.store.create()
+                break
+            except Exception as e:
+                self._failed(e, 0)
+            # Batches may arrive meanwhile: they wait with the rest.
+            if inbox.poll(max(0.0, self.retry_at - time.monotonic())) and not self._take(inbox):
+                return False
+        return True
+
+    def _take(self, inbox: Connection) -> bool:
+        """Reads one message; False at the end (END, or the supervisor is gone)."""
+        try:
+            message = inbox.recv()
+        except (EOFError, OSError):
+            log.error("the supervisor is gone; the writer stops")
+            self.ended = self.orphaned = True
+            return False
+        kind = message[0]
+        if kind == BATCH:
+            self.add(message[1], message[2], from_ipc(message[3]))
+        elif kind == END:
+            self.ended = True
+        else:
+            log.error("unknown message %r ignored", kind)
+        return True
 
 
-def run(settings: Settings, batches: Any, stats: Any) -> None:
-    """Commits batches until the supervisor sends END; then commits the rest and returns."""
+def run(settings: Settings, inbox: Connection, out: Connection) -> None:
+    """Commits batches until the supervisor sends END; then commits the rest and returns.
+    Exits only when everything it was given is committed (or spooled), or when the
+    supervisor is gone."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     store = open_store(
@@ -102,29 +220,38 @@ def run(settings: Settings, batches: Any, stats: Any) -> None:
         data_path=settings.sink.data_path,
         shard=settings.shard,
     )
-    store.create()
-    writer = Writer(settings, store)
-    ended = False
-    while not ended:
-        try:
-            message = batches.get(timeout=min(0.2, settings.flush_interval))
-        except queue.Empty:
-            message = None
+    writer = Writer(settings, store, out)
+    if not writer.prepare(inbox):
+        return
+    while not writer.orphaned:
         # One commit takes what arrives within GATHER_S of its first batch and whatever is
         # already queued behind it, up to COMMIT_ROWS: the collectors cut their tables at
         # different moments, and every commit has a fixed cost (the lock, DuckDB's checkpoint
         # when the file is let go) that small commits pay per few rows.
-        gather_until = time.monotonic() + GATHER_S
-        while message is not None and not ended:
-            ended = handle(writer, message)
-            if writer.pending_rows >= COMMIT_ROWS:
-                break
-            try:
-                message = batches.get(timeout=max(0.0, gather_until - time.monotonic()))
-            except queue.Empty:
-                message = None
-        writer.flush(final=ended)
-        stats.put(writer.stats())
-    store.close()
-    stats.put(writer.stats(final=True))
+        wait = min(0.2, settings.flush_interval)
+        if writer.pending and not writer.due():
+            wait = max(0.0, min(wait, writer.retry_at - time.monotonic()))
+        if not writer.ended and inbox.poll(wait):
+            writer._take(inbox)
+            gather_until = time.monotonic() + GATHER_S
+            while (
+                not writer.ended
+                and writer.pending_rows < COMMIT_ROWS
+                and inbox.poll(max(0.0, gather_until - time.monotonic()))
+            ):
+                writer._take(inbox)
+        elif writer.ended and writer.pending and not writer.due():
+            time.sleep(max(0.0, min(0.2, writer.retry_at - time.monotonic())))
+        writer.flush(final=writer.ended)
+        out.send(writer.stats())
+        if writer.ended and not writer.pending:
+            break
+    if writer.orphaned:
+        return
+    try:
+        store.close()
+    except Exception as e:
+        # Everything was acknowledged: committed, or spooled on disk for the next start.
+        log.error("closing the store %s failed: %s", settings.sink.path, e)
+    out.send(writer.stats(final=True))
     log.info("writer closed: %d rows committed to %s", writer.written, settings.sink.path)

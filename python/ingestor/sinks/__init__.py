@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Protocol
 import pyarrow as pa
 
 from ingestor import queries
+from ingestor.sinks import faults
 
 if TYPE_CHECKING:
     import duckdb
@@ -51,27 +52,28 @@ def group_by_table(batches: Batches) -> dict[str, pa.Table]:
 
 
 def insert_new(con: duckdb.DuckDBPyConnection, name: str, rows: pa.Table) -> int:
-    """Inserts `rows` into table `name` inside the caller's transaction, without the pushes
-    the table already holds (a replay after a reconnect) or repeats within `rows`; returns
-    the number of rows inserted.
+    """Inserts `rows` into table `name` inside the caller's transaction, without the rows the
+    table already holds (a replayed push, a batch delivered again to a restarted writer) or
+    repeats within `rows` (`queries.DEDUP`); returns the number of rows inserted.
 
     DuckDB finds the new rows from the key columns alone; the rows are then inserted from
     Arrow as they are (all of them, the common case) or as Arrow's `take` of the new ones."""
     import pyarrow.compute as pc
 
-    keys = queries.DEDUP_KEYS.get(name)
-    if keys is not None:
-        creation_us = None
-        column = rows["creation_ts"].cast(pa.timestamp("us", "UTC")).cast(pa.int64())
+    faults.maybe_fail()
+    dedup = queries.DEDUP.get(name)
+    if dedup is not None:
+        bounds_us = None
+        column = rows[dedup.range].cast(pa.timestamp("us", "UTC")).cast(pa.int64())
         bounds = pc.min_max(column)
         if bounds["min"].is_valid:
-            creation_us = (bounds["min"].as_py(), bounds["max"].as_py())
-        keyed = rows.select(list(keys)).append_column(
+            bounds_us = (bounds["min"].as_py(), bounds["max"].as_py())
+        keyed = rows.select(list(dedup.keys)).append_column(
             queries.ROW_NUMBER, pa.array(range(rows.num_rows), pa.int64())
         )
         con.register("incoming_keys", keyed)
         try:
-            sql = queries.new_row_numbers(name, "incoming_keys", creation_us)
+            sql = queries.new_row_numbers(name, "incoming_keys", bounds_us)
             new = con.execute(sql).fetch_arrow_table()[queries.ROW_NUMBER]
         finally:
             con.unregister("incoming_keys")

@@ -4,6 +4,7 @@ batches wait in an on-disk spool beside it and a warning names the holder."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 from collections.abc import Iterator
@@ -50,18 +51,29 @@ class AttachedFile:
                 holder = _LOCK_HOLDER.search(str(e))
                 who = f"{holder.group(1)} (PID {holder.group(2)})" if holder else "another process"
                 raise StoreBusy(who) from None
+            self.close()
+            raise
+        except BaseException:
+            self.close()
             raise
         try:
             con.execute("USE store")
             yield con
-        finally:
+        except BaseException:
+            # After a failed commit (a full disk, an I/O error) neither the attached file nor
+            # the engine is trusted again: closing the engine lets the file go whatever state
+            # the failure left it in, and the next flush starts from a fresh one.
+            self.close()
+            raise
+        else:
             con.execute("USE memory")
             con.execute("DETACH store")
 
     def close(self) -> None:
         if self._engine is not None:
-            self._engine.close()
-            self._engine = None
+            engine, self._engine = self._engine, None
+            with contextlib.suppress(duckdb.Error):
+                engine.close()
 
 
 class DuckDBStore:
@@ -78,16 +90,21 @@ class DuckDBStore:
                 con.execute(statement)
 
     def write(self, batches: Batches) -> int:
+        """Commits, or spools while a reader holds the file; a store fault raises and the
+        caller keeps the batches."""
+        committed = 0
         # Order is kept: once anything waits in the spool, new batches queue behind it.
         if len(self.spool):
-            self.spool.put(batches)
-            return self.drain()
+            committed = self.drain()
+            if len(self.spool):
+                self.spool.put(batches)
+                return committed
         try:
-            return self._commit(batches)
+            return committed + self._commit(batches)
         except StoreBusy as busy:
             self._warn_busy(busy)
             self.spool.put(batches)
-            return 0
+            return committed
 
     def drain(self) -> int:
         """Commits everything spooled, if the file can be had now."""
@@ -139,7 +156,11 @@ class DuckDBStore:
                     rows += insert_new(con, name, tables[name])
                 con.execute("COMMIT")
             except BaseException:
-                con.execute("ROLLBACK")
+                # A COMMIT that failed has already ended the transaction ("cannot rollback -
+                # no transaction is active"): the rollback is best effort, the error is the
+                # commit's.
+                with contextlib.suppress(duckdb.Error):
+                    con.execute("ROLLBACK")
                 raise
         self._busy_since_warning = False
         return rows

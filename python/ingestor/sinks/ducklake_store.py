@@ -213,15 +213,20 @@ class DuckLakeStore:
         _retry(create_all, "create the lake's tables")
 
     def write(self, batches: Batches) -> int:
+        """Commits, or spools while the lake refuses (catalog down, retries spent); a fault
+        of the spool itself (a full disk) raises and the caller keeps the batches."""
+        committed = 0
         if len(self.spool):
-            self.spool.put(batches)
-            return self.drain()
+            committed = self.drain()
+            if len(self.spool):
+                self.spool.put(batches)
+                return committed
         try:
-            return self._commit(batches)
+            return committed + self._commit(batches)
         except duckdb.Error as e:
             self._warn_failing(e)
             self.spool.put(batches)
-            return 0
+            return committed
 
     def drain(self) -> int:
         """Commits everything spooled, if the lake takes it now."""

@@ -25,7 +25,7 @@ import pyarrow.compute as pc
 
 from ingestor import queries
 from ingestor.decode import schemas
-from ingestor.sinks import Batches, group_by_table
+from ingestor.sinks import Batches, faults, group_by_table
 from ingestor.sinks.parquet_files import (
     CATALOG,
     FILE_ROWS,
@@ -42,8 +42,14 @@ from ingestor.sinks.parquet_files import (
     write_file,
     writer_id,
 )
+from ingestor.sinks.spool import Spool
 
 log = logging.getLogger(__name__)
+
+
+def spool_directory(root: Path) -> Path:
+    """Hidden from the readers' glob (`<root>/<table>/*/*.parquet`)."""
+    return root / ".spool"
 
 
 def partition_time(table: pa.Table) -> pa.ChunkedArray:
@@ -101,6 +107,9 @@ class ParquetStore:
     def __init__(self, root: str | Path, *, writer: str | None = None) -> None:
         self.root = Path(root)
         self.namer = Namer(writer_id(writer))
+        #: Only the supervisor spools here: batches a drain could not write in time, written
+        #: first by the next writer (the tree itself never refuses a reader).
+        self.spool = Spool(spool_directory(self.root))
 
     def create(self) -> None:
         ensure_dir(self.root)
@@ -118,7 +127,21 @@ class ParquetStore:
 
     def write(self, batches: Batches) -> int:
         """One file per (table, day) in this flush, each whole or absent; returns rows written
-        (a replayed push counts here, the views answer it once)."""
+        (a replayed push counts here, the views answer it once). A failure (a full disk)
+        raises: files written before it stay, and the views answer their rows once when the
+        flush is written again."""
+        faults.maybe_fail()
+        rows = 0
+        if len(self.spool):
+            files, spooled = self.spool.peek()
+            rows += self._write_all(spooled)
+            self.spool.remove(files)
+            log.info(
+                "spool drained: %d rows from %d files written to %s", rows, len(files), self.root
+            )
+        return rows + self._write_all(batches)
+
+    def _write_all(self, batches: Batches) -> int:
         tables = group_by_table(batches)
         rows = 0
         for name in queries.TABLES:

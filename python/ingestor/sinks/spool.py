@@ -10,6 +10,7 @@ import pyarrow as pa
 import pyarrow.ipc as ipc
 
 from ingestor.sinks import Batches
+from ingestor.sinks.parquet_files import fsync_path
 
 
 class Spool:
@@ -39,8 +40,12 @@ class Spool:
             temporary = final.with_suffix(".tmp")
             with pa.OSFile(str(temporary), "wb") as sink, ipc.new_stream(sink, batch.schema) as w:
                 w.write_batch(batch)
+            # A spooled batch counts as delivered (the writer acknowledges it), so it must
+            # survive the machine, not only the process.
+            fsync_path(temporary)
             os.replace(temporary, final)
             self._next += 1
+        fsync_path(self.directory)
 
     def peek(self) -> tuple[list[Path], list[tuple[str, pa.RecordBatch]]]:
         """Every spooled batch in order, with the files that hold them."""
