@@ -39,10 +39,13 @@ class Run:
     sink: str = "duckdb"
     service: subprocess.Popen | None = None
     outputs: list[str] = field(default_factory=list)
+    #: Where the store goes, if not in `folder` (a mount of the test's own, say).
+    store_dir: Path | None = None
 
     @property
     def store(self) -> Path:
-        return self.folder / {"duckdb": "capture.duckdb"}.get(self.sink, f"capture.{self.sink}")
+        name = {"duckdb": "capture.duckdb"}.get(self.sink, f"capture.{self.sink}")
+        return (self.store_dir or self.folder) / name
 
     @property
     def truth_path(self) -> Path:

@@ -124,6 +124,10 @@ class Settings:
     #: supervisor stops reading the collectors, whose engines then stop reading sockets.
     #: It bounds the writer's pending commit too (a subset of these batches).
     max_inflight_mb: int = field(default_factory=lambda: default_inflight_mb())
+    #: A drain (SIGTERM, --duration) gives the writer this long (s) to commit the rest once
+    #: the collectors are done; then what is left is spooled for the next start, and the
+    #: service exits non-zero saying so.
+    drain_timeout: float = 300.0
     workers: int = max(1, os.cpu_count() or 1)
     raw_json: bool = True
     metrics_port: int | None = None
@@ -158,6 +162,7 @@ ENV_OVERRIDES: dict[str, tuple[str, type]] = {
     "INGESTOR_FLUSH_INTERVAL": ("flush_interval", float),
     "INGESTOR_MAX_PENDING_ROWS": ("max_pending_rows", int),
     "INGESTOR_MAX_INFLIGHT_MB": ("max_inflight_mb", int),
+    "INGESTOR_DRAIN_TIMEOUT": ("drain_timeout", float),
     "INGESTOR_WORKERS": ("workers", int),
     "INGESTOR_RAW_JSON": ("raw_json", bool),
     "INGESTOR_METRICS_PORT": ("metrics_port", int),
@@ -543,6 +548,7 @@ def _check_ranges(reader: _Reader, data: _Mapping, settings: Settings) -> None:
         "flush_interval": settings.flush_interval,
         "max_pending_rows": settings.max_pending_rows,
         "max_inflight_mb": settings.max_inflight_mb,
+        "drain_timeout": settings.drain_timeout,
         "workers": settings.workers,
     }
     for name, value in positive.items():

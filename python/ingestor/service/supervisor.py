@@ -30,10 +30,9 @@ RESTART_DELAY_S = 1.0
 #: is stopped.
 COLLECTOR_DRAIN_S = 30.0
 #: After the last collector is done, the writer has this long without acknowledging anything
-#: (while batches wait), and this long in all, to commit the rest; then what is left is
+#: (while batches wait), and `drain_timeout` in all, to commit the rest; then what is left is
 #: spooled for the next start and the service exits non-zero, saying so.
 WRITER_STALL_S = 60.0
-WRITER_DRAIN_S = 300.0
 
 
 #: How long a restarted collector's read of the open positions waits for the writer to let
@@ -191,6 +190,11 @@ class Supervisor:
 
     def _run(self) -> int:
         settings = self.settings
+        try:
+            sinks.check_store(settings.sink.kind, settings.sink.path)
+        except sinks.StoreDamaged as e:
+            log.error("refusing to start: %s; nothing was written to it", e)
+            return 2
         accounts = self._checked_accounts()
         if not accounts:
             log.error("every account was refused by the start check: nothing to capture")
@@ -258,10 +262,12 @@ class Supervisor:
         the drain's bounds; what it cannot is spooled and reported."""
         link.end()
         ended = time.monotonic()
+        bound = self.settings.drain_timeout
         while not link.finished() and not self.forced:
             now = time.monotonic()
-            stalled = link.in_flight and now - max(link.last_ack, ended) > WRITER_STALL_S
-            if stalled or now - ended > WRITER_DRAIN_S:
+            stall = min(WRITER_STALL_S, bound)
+            stalled = bool(link.in_flight) and now - max(link.last_ack, ended) > stall
+            if stalled or now - ended > bound:
                 return self._give_up(link, "stalled" if stalled else "too slow")
             wait(link.waitables(), timeout=0.2)
             self._writer_messages(link)

@@ -9,6 +9,7 @@ the commit is tried again with backoff while the supervisor hears why."""
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import time
 from collections import Counter
@@ -214,6 +215,7 @@ def run(settings: Settings, inbox: Connection, out: Connection) -> None:
     supervisor is gone."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    log.info("writer process %d starting", os.getpid())
     store = open_store(
         settings.sink.kind,
         settings.sink.path,

@@ -131,6 +131,67 @@ def open_reader(kind: str, path: str | Path) -> duckdb.DuckDBPyConnection:
     raise ValueError(f"unknown store kind {kind!r}")
 
 
+def is_lock_error(error: BaseException) -> bool:
+    """DuckDB's "Could not set lock on file ... Conflicting lock is held": another process
+    has the file. (Not any message with "lock" in it: a corrupt file's error names a
+    "block".)"""
+    text = str(error).lower()
+    return "could not set lock" in text or "conflicting lock" in text
+
+
+class StoreDamaged(Exception):
+    """The store's file is there but is not what this kind of store reads: the service
+    refuses to start rather than overwrite or spool into it."""
+
+
+#: The first bytes of the files a store keeps (DuckDB's magic sits after an 8-byte checksum).
+_DUCKDB_MAGIC = (8, b"DUCK")
+_SQLITE_MAGIC = (0, b"SQLite format 3\x00")
+
+
+def _magic(path: Path, expected: tuple[int, bytes], what: str) -> None:
+    if not path.is_file():
+        raise StoreDamaged(f"{path} is not a file (a {what} file was expected)")
+    offset, magic = expected
+    with path.open("rb") as f:
+        head = f.read(offset + len(magic))
+    if head and head[offset:] != magic:
+        raise StoreDamaged(f"{path} is not a {what} file (it begins {head[:16]!r})")
+
+
+def check_store(kind: str, path: str | Path) -> None:
+    """Raises StoreDamaged when the store exists and cannot be read as what it should be (not
+    a DuckDB file, a newer DuckDB format, a folder where a file should be); a store that is
+    new, or locked by another process, passes."""
+    import duckdb
+
+    if kind == "duckdb":
+        file = Path(path)
+        if not file.exists():
+            return
+        _magic(file, _DUCKDB_MAGIC, "DuckDB")
+        quoted = str(file).replace("'", "''")
+        with duckdb.connect(":memory:") as con:
+            try:
+                con.execute(f"ATTACH '{quoted}' AS store (READ_ONLY)")
+            except duckdb.Error as e:
+                if is_lock_error(e):
+                    return  # held by a reader or another writer: the spool waits for it
+                raise StoreDamaged(
+                    f"{file} cannot be opened by DuckDB {duckdb.__version__}: {e}"
+                ) from None
+    elif kind == "parquet":
+        root = Path(path)
+        if root.exists() and not root.is_dir():
+            raise StoreDamaged(f"{root} is not a folder (a Parquet store is a folder tree)")
+    elif kind == "ducklake":
+        from ingestor.sinks.ducklake_store import lake
+
+        catalog = lake(path).sqlite_file
+        if catalog is not None and catalog.exists():
+            _magic(catalog, _SQLITE_MAGIC, "SQLite")
+
+
 def store_exists(kind: str, path: str | Path) -> bool:
     """False when the store is certainly not there yet (a lake's PostgreSQL catalog is
     never assumed missing: only asking it tells)."""
@@ -159,7 +220,7 @@ def open_positions(
                 rows = con.execute(queries.OPEN_POSITIONS).fetchall()
             break
         except duckdb.Error as e:
-            if "lock" in str(e).lower() and time.monotonic() < deadline:
+            if is_lock_error(e) and time.monotonic() < deadline:
                 time.sleep(0.02)
                 continue
             log.warning("could not read open positions from %s: %s", path, e)

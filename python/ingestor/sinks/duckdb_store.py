@@ -14,7 +14,13 @@ from pathlib import Path
 import duckdb
 
 from ingestor import queries
-from ingestor.sinks import WRITER_DUCKDB_CONFIG, Batches, group_by_table, insert_new
+from ingestor.sinks import (
+    WRITER_DUCKDB_CONFIG,
+    Batches,
+    group_by_table,
+    insert_new,
+    is_lock_error,
+)
 from ingestor.sinks.spool import Spool
 
 log = logging.getLogger(__name__)
@@ -47,7 +53,7 @@ class AttachedFile:
         try:
             con.execute(f"ATTACH '{quoted}' AS store")
         except duckdb.IOException as e:
-            if "lock" in str(e).lower():
+            if is_lock_error(e):
                 holder = _LOCK_HOLDER.search(str(e))
                 who = f"{holder.group(1)} (PID {holder.group(2)})" if holder else "another process"
                 raise StoreBusy(who) from None
@@ -66,8 +72,12 @@ class AttachedFile:
             self.close()
             raise
         else:
-            con.execute("USE memory")
-            con.execute("DETACH store")
+            try:
+                con.execute("USE memory")
+                con.execute("DETACH store")  # checkpoints: on a full disk this is what fails
+            except BaseException:
+                self.close()
+                raise
 
     def close(self) -> None:
         if self._engine is not None:
