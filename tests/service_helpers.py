@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -10,6 +11,8 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import pytest
 
 from ingestor.sinks import open_reader
 from tests.engine_helpers import latest_state
@@ -26,6 +29,48 @@ engine:
   connect_window: 1
   connect_burst: 100000
 """
+
+
+def descendants(pid: int) -> list[int]:
+    """Every living process below `pid`, from /proc."""
+    parents: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            parents[int(entry)] = int(stat.rsplit(")", 1)[1].split()[1])
+    found, frontier = [], [pid]
+    while frontier:
+        parent = frontier.pop()
+        children = [child for child, p in parents.items() if p == parent]
+        found += children
+        frontier += children
+    return found
+
+
+def dump_stacks(process: subprocess.Popen) -> None:
+    """Asks the service and its children for their Python stacks (SIGUSR1: see
+    service/lifeline.py); they write them to stderr."""
+    for pid in [process.pid, *descendants(process.pid)]:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGUSR1)
+    time.sleep(1.0)
+
+
+def communicate_or_explain(process: subprocess.Popen, timeout: float) -> tuple[str, str]:
+    """`process.communicate(timeout)`; if it runs out, the test fails with what every
+    process of the service was doing (their stacks) and the end of its log."""
+    try:
+        return process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        dump_stacks(process)
+        process.kill()
+        _, err = process.communicate()
+        pytest.fail(
+            f"pid {process.pid} did not end within {timeout} s; its stacks and log:\n{err[-20000:]}"
+        )
 
 
 @dataclass
@@ -65,7 +110,7 @@ class Run:
 
     def wait_service(self, timeout: float = 120) -> int:
         assert self.service is not None
-        out, err = self.service.communicate(timeout=timeout)
+        out, err = communicate_or_explain(self.service, timeout)
         self.outputs += [out, err]
         return self.service.returncode
 

@@ -19,7 +19,7 @@ from ingestor.sinks import open_reader, open_store
 from ingestor.sinks.ducklake_store import DuckLakeStore
 from tests.engine_helpers import differences, latest_state, wait_until
 from tests.postgres_server import postgres
-from tests.service_helpers import start_sim
+from tests.service_helpers import communicate_or_explain, start_sim
 from tests.test_duckdb_store import WALLET_PUSH, batches, position_push
 
 ROWS = "(SELECT count(*) FROM position_snapshots) + (SELECT count(*) FROM wallet_snapshots)"
@@ -304,7 +304,7 @@ def test_two_sharded_ingestors_write_one_lake_that_equals_the_truth(tmp_path, pg
     instances = [_start_instance(run, store, data, f"{i}/2") for i in (0, 1)]
     logs = []
     for instance in instances:
-        out, err = instance.communicate(timeout=120)
+        out, err = communicate_or_explain(instance, timeout=120)
         logs.append(out + err)
         assert instance.returncode == 0, err
     truth = run.finish_sim()

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests.engine_helpers import differences, wait_until
-from tests.service_helpers import Run, start_sim
+from tests.service_helpers import Run, dump_stacks, start_sim
 from tests.test_metrics import free_port, get, scrape
 from tests.test_service import FAULTS
 
@@ -57,9 +57,13 @@ def finish(run: Run, log: Log, timeout: float = 120) -> int:
     try:
         code = run.service.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
+        dump_stacks(run.service)
+        time.sleep(0.5)
         run.service.kill()
         run.service.wait()
-        pytest.fail(f"the service did not end within {timeout} s; its log:\n{log.text[-5000:]}")
+        pytest.fail(
+            f"the service did not end within {timeout} s; stacks and log:\n{log.text[-20000:]}"
+        )
     log._thread.join(10)
     run.outputs.append(log.text)
     return code

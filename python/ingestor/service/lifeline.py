@@ -12,6 +12,7 @@ it does on Ctrl-C.
 from __future__ import annotations
 
 import ctypes
+import faulthandler
 import os
 import signal
 import sys
@@ -35,7 +36,15 @@ def die_with(parent_pid: int, signum: int = signal.SIGKILL) -> None:
         os._exit(1)
 
 
+def dump_stacks_on_sigusr1() -> None:
+    """`kill -USR1 PID` writes every thread's Python stack to stderr: what a process that
+    seems to hang is waiting on, without stopping it (the tests send it before they give up
+    on a process)."""
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
+
+
 def run_as_child(parent_pid: int, target: Callable[..., None], *args: Any) -> None:
     """A child process's target: `target(*args)`, ending with `parent_pid`."""
     die_with(parent_pid)
+    dump_stacks_on_sigusr1()
     target(*args)

@@ -160,6 +160,7 @@ class Supervisor:
 
     def run(self) -> int:
         previous = {s: signal.signal(s, self._signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        lifeline.dump_stacks_on_sigusr1()
         server = None
         try:
             if self.settings.metrics_port is not None:

@@ -39,8 +39,15 @@ LAKE = "lake"
 #: cover what it gives up on and a SQLite catalog that stays locked.
 COMMIT_ATTEMPTS = 8
 RETRY_WAIT_S = 0.2
-#: DuckLake's own retries of a commit that raced another writer's (its default is 10).
-DUCKLAKE_RETRIES = 100
+#: DuckLake's own retries of a commit that raced another writer's, and their waits. Its
+#: defaults grow each wait 1.5x from 100 ms, and with the 100 retries set here before, a
+#: commit that kept losing the race to the other writer slept for minutes (the 19th wait
+#: alone is ~150 s): the likely hang of two sharded writers on a loaded box. These bound a
+#: commit's own retries to ~9 s in all (the 20th wait is 1.9 s); past them our retries, then
+#: the spool, take over.
+DUCKLAKE_RETRIES = 20
+DUCKLAKE_RETRY_WAIT_MS = 50
+DUCKLAKE_RETRY_BACKOFF = 1.2
 
 
 def extension_directory() -> Path:
@@ -118,6 +125,8 @@ def connect(target: Lake, *, read_only: bool) -> duckdb.DuckDBPyConnection:
         con.execute("LOAD ducklake")
         con.execute(f"LOAD {target.extension}")
         con.execute(f"SET ducklake_max_retry_count = {DUCKLAKE_RETRIES}")
+        con.execute(f"SET ducklake_retry_wait_ms = {DUCKLAKE_RETRY_WAIT_MS}")
+        con.execute(f"SET ducklake_retry_backoff = {DUCKLAKE_RETRY_BACKOFF}")
         if target.sqlite_file is not None and not read_only:
             # SQLite makes its file, not the folder; DuckLake makes the data folders.
             target.sqlite_file.parent.mkdir(parents=True, exist_ok=True)
