@@ -115,6 +115,11 @@ def create_tables(compression: dict[str, str] | None = None) -> list[str]:
     return [create_table(name, all_schemas[name], compression) for name in TABLES]
 
 
+#: The reason of the `disconnected` event a start records for an account the store last saw
+#: without a clean stop (the service killed, crashed, the box down): see service/downtime.py.
+#: The `gaps` view knows it by this text, so it must not change once stores hold it.
+DOWNTIME_REASON = "service not running: the previous run recorded no clean stop"
+
 #: Views: plain SQL over the tables, stored with them (a DuckLake catalog keeps them too).
 STORED_VIEWS: list[str] = [
     f"""
@@ -129,19 +134,29 @@ STORED_VIEWS: list[str] = [
     """,
     # A gap opens at the first `disconnected` after the account was subscribed and closes at
     # the next `subscribed`; failed reconnects in between belong to the same gap. An open gap
-    # has no end.
-    """
+    # has no end. A downtime record (`DOWNTIME_REASON`) opens one too when none is open yet:
+    # a first run killed before it ever subscribed leaves no `subscribed` to follow. At one
+    # instant `subscribed` sorts first: a downtime record stands at the latest instant the
+    # store held, which may be the `subscribed` itself (killed right after subscribing).
+    f"""
     CREATE OR REPLACE VIEW gaps AS
     WITH marks AS (
         SELECT account_id, local_ts, event, reason,
-               lag(event) OVER (PARTITION BY account_id ORDER BY local_ts) AS previous
+               lag(event) OVER w AS previous,
+               coalesce(bool_or(event = 'subscribed' OR reason IS NOT DISTINCT FROM
+                                '{DOWNTIME_REASON}')
+                        OVER (w ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING),
+                        false) AS anchored
         FROM connection_events
         WHERE event IN ('subscribed', 'disconnected')
+        WINDOW w AS (PARTITION BY account_id ORDER BY local_ts, event = 'disconnected')
     ),
     starts AS (
         SELECT account_id, local_ts AS start_ts, reason
         FROM marks
-        WHERE event = 'disconnected' AND previous = 'subscribed'
+        WHERE event = 'disconnected'
+          AND (previous = 'subscribed'
+               OR (reason IS NOT DISTINCT FROM '{DOWNTIME_REASON}' AND NOT anchored))
     )
     SELECT s.account_id, s.start_ts,
            (SELECT min(e.local_ts) FROM connection_events e
@@ -230,6 +245,33 @@ OPEN_POSITIONS = """
     SELECT account_id, category, symbol, position_idx
     FROM latest_positions
     WHERE size IS NOT NULL AND size <> 0
+"""
+
+#: Per account, the latest instant the store holds (any table: a row or an event shows the
+#: service was running then) in epoch µs, and the latest `disconnected` event's instant and
+#: reason: a start records the downtime since then unless that was a clean stop (see
+#: service/downtime.py). Reads every row's `account_id` and `local_ts`: the tables' zone maps
+#: do not help a max per account, and a cut-off (the last N days) would miss an account
+#: whose last record is older; two narrow columns are the cheapest scan that is always right.
+LAST_RECORDS = """
+    SELECT account_id,
+           epoch_us(max(last_ts)) AS last_us,
+           epoch_us(max(disconnected_ts)) AS disconnected_us,
+           arg_max(disconnected_reason, disconnected_ts) AS disconnected_reason
+    FROM (
+        SELECT account_id, max(local_ts) AS last_ts,
+               max(local_ts) FILTER (WHERE event = 'disconnected') AS disconnected_ts,
+               arg_max(reason, local_ts) FILTER (WHERE event = 'disconnected')
+                   AS disconnected_reason
+        FROM connection_events GROUP BY account_id
+        UNION ALL
+        SELECT account_id, max(local_ts), NULL, NULL FROM position_snapshots GROUP BY account_id
+        UNION ALL
+        SELECT account_id, max(local_ts), NULL, NULL FROM wallet_snapshots GROUP BY account_id
+        UNION ALL
+        SELECT account_id, max(local_ts), NULL, NULL FROM rejects GROUP BY account_id
+    )
+    GROUP BY account_id
 """
 
 NAMED_QUERIES: dict[str, str] = {
