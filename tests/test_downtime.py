@@ -18,7 +18,6 @@ import pytest
 import ingestor
 from ingestor import queries
 from ingestor.service import downtime
-from ingestor.service import supervisor as supervisor_module
 from ingestor.service.downtime import downtime_events
 from ingestor.sinks import open_reader, open_store
 from tests.engine_helpers import wait_until
@@ -230,11 +229,6 @@ def test_a_locked_store_is_waited_for_then_given_up_with_a_warning(tmp_path, cap
 
 # --- End to end ------------------------------------------------------------------------------
 
-needs_wiring = pytest.mark.skipif(
-    not hasattr(supervisor_module, "DOWNTIME_WIRED"),
-    reason="the supervisor does not record downtime at start yet (DOWNTIME_WIRED)",
-)
-
 
 def epoch_s(value: datetime) -> float:
     return value.timestamp()
@@ -244,7 +238,6 @@ def epoch_us(value: datetime) -> int:
     return (value - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
 
 
-@needs_wiring
 def test_a_killed_service_shows_its_downtime_in_gaps(tmp_path):
     run = start_sim(tmp_path, accounts=3, seed=27, duration=60)
     try:

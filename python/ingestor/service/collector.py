@@ -20,11 +20,19 @@ log = logging.getLogger("ingestor.collector")
 STATS_EVERY = 1.0
 
 
-def engine_options(settings: Settings) -> dict[str, Any]:
+#: The share of `max_inflight_mb` the collectors' engines hold together (split evenly among
+#: them); the rest is the supervisor's to hand to the writer, whose bytes are held twice (in
+#: the supervisor until acknowledged, and in the writer), hence 3/8 each.
+COLLECTORS_SHARE = 1 / 4
+
+
+def engine_options(settings: Settings, collectors: int = 1) -> dict[str, Any]:
+    per_collector = settings.max_inflight_mb * 2**20 * COLLECTORS_SHARE / max(1, collectors)
     return {
         "batch_size": settings.batch_size,
         "flush_interval": settings.flush_interval,
         "max_pending_rows": settings.max_pending_rows,
+        "max_pending_bytes": max(1, int(per_collector)),
         "keep_raw": settings.raw_json,
         **settings.engine,
     }
@@ -53,6 +61,7 @@ def run(
     settings: Settings,
     out: Connection,
     stop: Event,
+    collectors: int = 1,
 ) -> None:
     """Runs until `stop` is set, then closes the engine and hands over every last batch.
 
@@ -63,7 +72,7 @@ def run(
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     log.info("collector %d (pid %d) starting with %d accounts", worker, os.getpid(), len(specs))
-    collector = Collector(specs, **engine_options(settings))
+    collector = Collector(specs, **engine_options(settings, collectors))
     next_stats = 0.0
     previous: dict[str, dict] = {}
     while not stop.is_set():

@@ -17,7 +17,15 @@ from typing import Any
 from ingestor import sinks
 from ingestor.config import Account, Settings
 from ingestor.service import collector, lifeline
-from ingestor.service.messages import BATCH, COLLECTOR_STATS, DONE, STORE_HEALTH, WRITER_STATS
+from ingestor.service.downtime import downtime_events
+from ingestor.service.messages import (
+    BATCH,
+    COLLECTOR_STATS,
+    DONE,
+    STORE_HEALTH,
+    WRITER_STATS,
+    to_ipc,
+)
 from ingestor.service.metrics import Server, Telemetry
 from ingestor.service.start_check import run_start_check
 from ingestor.service.status import Status
@@ -84,6 +92,12 @@ def own_shard(settings: Settings) -> Settings:
     return replace(settings, accounts=mine)
 
 
+def relay_budget(settings: Settings) -> int:
+    """The bytes the supervisor may hold for the writer (see collector.COLLECTORS_SHARE):
+    what it holds the writer holds too, so half of what the collectors leave."""
+    return int(settings.max_inflight_mb * 2**20 * (1 - collector.COLLECTORS_SHARE) / 2)
+
+
 class CollectorHandle:
     def __init__(self, worker: int, accounts: list[Account]) -> None:
         self.worker = worker
@@ -117,6 +131,7 @@ class Supervisor:
         self.ctx = multiprocessing.get_context("fork")
         self.stopping = False
         self.forced = False
+        self.collectors = 1
 
     def _signal(self, signum: int, _frame: object) -> None:
         if self.stopping:
@@ -149,6 +164,7 @@ class Supervisor:
                 self.settings,
                 send,
                 handle.stop,
+                self.collectors,
             ),
             name=f"ingestor-collector-{handle.worker}",
             daemon=True,
@@ -205,11 +221,22 @@ class Supervisor:
         # Read before the writer starts: once it runs it holds the DuckDB file while it
         # creates tables and flushes, and a read that meets the lock finds nothing.
         known = open_positions(settings)
-        link = WriterLink(self.ctx, settings, budget_bytes=settings.max_inflight_mb * 2**20)
+        # A previous run that ended without a clean stop (killed, crashed, the box down) left
+        # no `disconnected`: its downtime is recorded first, so `gaps` shows it.
+        downtime = downtime_events(
+            settings.sink.kind,
+            settings.sink.path,
+            [a.id for a in accounts],
+            time.time_ns() // 1000,
+        )
+        link = WriterLink(self.ctx, settings, budget_bytes=relay_budget(settings))
         link.on_restart = self._writer_died
         link.start()
+        if downtime is not None:
+            link.send("connection_events", to_ipc(downtime), downtime.num_rows)
         groups = shard(accounts, max(1, min(settings.workers, len(accounts))))
         handles = [CollectorHandle(i, group) for i, group in enumerate(groups)]
+        self.collectors = len(handles)
         for handle in handles:
             self._start_collector(handle, known)
         log.info(

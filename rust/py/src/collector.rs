@@ -121,7 +121,7 @@ impl PyCollector {
     #[new]
     #[pyo3(signature = (
         accounts, *, batch_size = 10_000, flush_interval = 1.0, max_pending_rows = 1_000_000,
-        ping_interval = 20.0, pong_timeout = 10.0, handshake_timeout = 10.0, backoff_base = 1.0,
+        max_pending_bytes = usize::MAX, ping_interval = 20.0, pong_timeout = 10.0, handshake_timeout = 10.0, backoff_base = 1.0,
         backoff_cap = 60.0, stable_after = 30.0, connect_budget = 500, connect_window = 300.0,
         connect_burst = 25, rest_timeout = 10.0, rest_attempts = 3, keep_raw = true,
         max_frame_bytes = DEFAULT_MAX_FRAME_BYTES, ca_file = None, worker_threads = 1
@@ -133,6 +133,7 @@ impl PyCollector {
         batch_size: usize,
         flush_interval: f64,
         max_pending_rows: usize,
+        max_pending_bytes: usize,
         ping_interval: f64,
         pong_timeout: f64,
         handshake_timeout: f64,
@@ -153,15 +154,17 @@ impl PyCollector {
             .try_iter()?
             .map(|a| account_spec(&a?))
             .collect::<PyResult<Vec<_>>>()?;
-        if batch_size == 0 || max_pending_rows == 0 || connect_budget == 0 {
+        if batch_size == 0 || max_pending_rows == 0 || max_pending_bytes == 0 || connect_budget == 0
+        {
             return Err(PyValueError::new_err(
-                "batch_size, max_pending_rows and connect_budget must be positive",
+                "batch_size, max_pending_rows, max_pending_bytes and connect_budget must be positive",
             ));
         }
         let config = EngineConfig {
             batch_size,
             flush_interval: seconds("flush_interval", flush_interval)?,
             max_pending_rows,
+            max_pending_bytes,
             ping_interval: seconds("ping_interval", ping_interval)?.max(Duration::from_millis(10)),
             pong_timeout: seconds("pong_timeout", pong_timeout)?,
             handshake_timeout: seconds("handshake_timeout", handshake_timeout)?,
@@ -230,6 +233,11 @@ impl PyCollector {
     /// Connects waiting for the box's connection budget.
     fn connect_queue(&self) -> usize {
         self.inner.connect_queue()
+    }
+
+    /// Bytes of the rows decoded but not yet taken by `next_batches` (Arrow memory).
+    fn undelivered_bytes(&self) -> usize {
+        self.inner.undelivered_bytes()
     }
 
     /// Rows decoded but not yet taken by `next_batches`.

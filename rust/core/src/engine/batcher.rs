@@ -1,5 +1,6 @@
 //! The collector's tables: one decoder shared by every connection, cut into batches by size
-//! or age, queued for `next_batches`, with a bound on rows decoded but not yet taken.
+//! or age, queued for `next_batches`, with a bound on rows and on bytes decoded but not yet
+//! taken.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -21,7 +22,10 @@ pub struct Batcher {
     batch_size: usize,
     flush_interval: Duration,
     max_pending_rows: usize,
-    /// `undelivered() >= max_pending_rows`, kept up to date under the lock.
+    /// The same bound in bytes: rows with raw JSON are 1-3 KiB, without it ~0.5, so a bound
+    /// in rows alone let a collector's memory swing 6x with the stream.
+    max_pending_bytes: usize,
+    /// Either bound reached, kept up to date under the lock.
     full: AtomicBool,
 }
 
@@ -31,12 +35,27 @@ struct Inner {
     oldest: [Option<Instant>; Table::ALL.len()],
     queue: VecDeque<(Table, RecordBatch)>,
     queued_rows: usize,
+    /// Arrow memory of the queued batches.
+    queued_bytes: usize,
+    /// Per table, the bytes a row took in its last cut batch: what the rows still in the
+    /// builders are counted at (asking every builder its size on every frame would cost more
+    /// than the estimate is worth).
+    row_bytes: [usize; Table::ALL.len()],
 }
 
 impl Inner {
     fn undelivered(&self) -> usize {
         let pending: usize = Table::ALL.iter().map(|&t| self.decoder.pending(t)).sum();
         pending + self.queued_rows
+    }
+
+    fn undelivered_bytes(&self) -> usize {
+        let pending: usize = Table::ALL
+            .iter()
+            .zip(self.row_bytes)
+            .map(|(&t, bytes)| self.decoder.pending(t) * bytes)
+            .sum();
+        pending + self.queued_bytes
     }
 }
 
@@ -46,6 +65,7 @@ impl Batcher {
         batch_size: usize,
         flush_interval: Duration,
         max_pending_rows: usize,
+        max_pending_bytes: usize,
     ) -> Self {
         Batcher {
             inner: Mutex::new(Inner {
@@ -53,14 +73,23 @@ impl Batcher {
                 oldest: [None; Table::ALL.len()],
                 queue: VecDeque::new(),
                 queued_rows: 0,
+                queued_bytes: 0,
+                row_bytes: [0; Table::ALL.len()],
             }),
             ready: Condvar::new(),
             room: Notify::new(),
             batch_size: batch_size.max(1),
             flush_interval,
             max_pending_rows,
+            max_pending_bytes,
             full: AtomicBool::new(false),
         }
+    }
+
+    fn update_full(&self, inner: &Inner) {
+        let full = inner.undelivered() >= self.max_pending_rows
+            || inner.undelivered_bytes() >= self.max_pending_bytes;
+        self.full.store(full, Ordering::Relaxed);
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -91,10 +120,7 @@ impl Batcher {
                 cut_any = true;
             }
         }
-        self.full.store(
-            inner.undelivered() >= self.max_pending_rows,
-            Ordering::Relaxed,
-        );
+        self.update_full(&inner);
         drop(inner);
         if cut_any {
             self.ready.notify_all();
@@ -106,7 +132,10 @@ impl Batcher {
         let batch = inner.decoder.cut(table);
         inner.oldest[index] = None;
         if batch.num_rows() > 0 {
+            let bytes = batch.get_array_memory_size();
+            inner.row_bytes[index] = bytes.div_ceil(batch.num_rows());
             inner.queued_rows += batch.num_rows();
+            inner.queued_bytes += bytes;
             inner.queue.push_back((table, batch));
         }
     }
@@ -143,7 +172,13 @@ impl Batcher {
         self.lock().undelivered()
     }
 
-    /// Whether undelivered rows have reached `max_pending_rows`, as of the last change (read
+    /// Bytes of decoded rows not yet handed out (the builders' rows estimated, see
+    /// `Inner::row_bytes`).
+    pub fn undelivered_bytes(&self) -> usize {
+        self.lock().undelivered_bytes()
+    }
+
+    /// Whether undelivered rows have reached either bound, as of the last change (read
     /// before every frame, so without the lock).
     pub fn is_full(&self) -> bool {
         self.full.load(Ordering::Relaxed)
@@ -179,12 +214,63 @@ impl Batcher {
         }
         let batches: Vec<_> = inner.queue.drain(..).collect();
         inner.queued_rows = 0;
-        self.full.store(
-            inner.undelivered() >= self.max_pending_rows,
-            Ordering::Relaxed,
-        );
+        inner.queued_bytes = 0;
+        self.update_full(&inner);
         drop(inner);
         self.room.notify_waiters();
         batches
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decoder::DecoderConfig;
+
+    const PUSH: &str = include_str!("../../../../tests/fixtures/position_push.json");
+
+    fn batcher(max_rows: usize, max_bytes: usize) -> Batcher {
+        let decoder = Decoder::new(DecoderConfig::default());
+        Batcher::new(decoder, 10, Duration::from_secs(60), max_rows, max_bytes)
+    }
+
+    fn push(batcher: &Batcher, frames: usize) {
+        for i in 0..frames {
+            batcher.with_decoder(|d| d.decode_frame("a", PUSH.as_bytes(), i as i64));
+        }
+    }
+
+    #[test]
+    fn undelivered_bytes_stop_the_reading_as_rows_do() {
+        let probe = batcher(usize::MAX, usize::MAX);
+        push(&probe, 10); // one cut batch of 10 rows, with raw JSON
+        let batch_bytes = probe.undelivered_bytes();
+        assert!(batch_bytes > 10 * PUSH.len(), "{batch_bytes}");
+        // Rows alone would never fill it: only the bytes can.
+        let bound = 3 * batch_bytes;
+        let b = batcher(usize::MAX, bound);
+        push(&b, 10);
+        assert!(!b.is_full());
+        push(&b, 5);
+        // Rows still in the builders count at the last batch's bytes per row.
+        let half = b.undelivered_bytes() - batch_bytes;
+        assert!(half >= batch_bytes / 2 - 10 && half <= batch_bytes / 2 + 10, "{half}");
+        while !b.is_full() {
+            push(&b, 1);
+        }
+        assert!(b.undelivered_bytes() >= bound);
+        assert!(!b.next_batches(Duration::ZERO).is_empty());
+        assert!(!b.is_full(), "taking the batches makes room");
+        assert!(b.undelivered_bytes() < bound);
+    }
+
+    #[test]
+    fn the_row_bound_still_holds() {
+        let b = batcher(25, usize::MAX);
+        push(&b, 24);
+        assert!(!b.is_full());
+        push(&b, 1);
+        assert!(b.is_full());
+        assert_eq!(b.undelivered(), 25);
     }
 }

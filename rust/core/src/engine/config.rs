@@ -16,6 +16,8 @@ pub struct EngineConfig {
     /// Past this many decoded rows not yet taken by `next_batches`, sockets stop being read
     /// (TCP pushes back on the exchange) instead of memory growing or rows being dropped.
     pub max_pending_rows: usize,
+    /// ...or this many bytes of them (Arrow memory).
+    pub max_pending_bytes: usize,
     pub ping_interval: Duration,
     /// A ping unanswered this long means a zombie connection: reconnect.
     pub pong_timeout: Duration,
@@ -48,6 +50,7 @@ impl Default for EngineConfig {
             batch_size: 10_000,
             flush_interval: Duration::from_secs(1),
             max_pending_rows: 1_000_000,
+            max_pending_bytes: usize::MAX,
             ping_interval: Duration::from_secs(crate::protocol::PING_INTERVAL_SECS),
             pong_timeout: Duration::from_secs(10),
             handshake_timeout: Duration::from_secs(10),

@@ -118,6 +118,7 @@ impl Collector {
                 config.batch_size,
                 config.flush_interval,
                 config.max_pending_rows,
+                config.max_pending_bytes,
             ),
             budget: ConnectBudget::new(
                 config.connect_budget,
@@ -228,6 +229,10 @@ impl Collector {
     }
 
     /// Rows decoded but not yet handed out.
+    pub fn undelivered_bytes(&self) -> usize {
+        self.shared.batcher.undelivered_bytes()
+    }
+
     pub fn undelivered_rows(&self) -> usize {
         self.shared.batcher.undelivered()
     }
