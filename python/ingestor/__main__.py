@@ -1,22 +1,47 @@
-"""`python -m ingestor`: capture (the default), or `query` a store.
+"""`ingestor` (the console script) or `python -m ingestor`: capture (the default), or `query`,
+`check` or `compact` a store. Both spellings take the same arguments.
 
-python -m ingestor --accounts accounts.yaml [--sink duckdb] [--store PATH] [--duration S]
-                   [--metrics-port N] [--no-check]
-python -m ingestor query latest-positions|latest-wallets|gaps|"SQL" --store PATH
-python -m ingestor check --accounts accounts.yaml   (pre-flight: auth and key rights)
-python -m ingestor compact --store ROOT [--date D] [--table T] [--target-mb N]   (Parquet)
+ingestor --accounts accounts.yaml [--sink duckdb] [--store PATH] [--duration S]
+         [--metrics-port N] [--no-check]
+ingestor query latest-positions|latest-wallets|gaps|"SQL" --store PATH
+         [--format table|csv|json|parquet] [--output FILE] [--limit N]
+ingestor check --accounts accounts.yaml   (pre-flight: auth and key rights)
+ingestor compact --store ROOT [--date D] [--table T] [--target-mb N]   (Parquet)
+ingestor --version
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
 from ingestor import config
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(processName)s %(name)s: %(message)s"
+
+
+def program() -> str:
+    """How this process was started, for usage lines: `python -m ingestor` or `ingestor`."""
+    name = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else ""
+    if name in ("", "-c", "__main__.py"):
+        return "python -m ingestor"
+    return name
+
+
+def version() -> str:
+    """The installed distribution's version (Cargo's, through maturin)."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as installed
+
+    try:
+        return installed("ingestor")
+    except PackageNotFoundError:  # a source tree on sys.path, not installed
+        from ingestor import __version__
+
+        return __version__
 
 
 def setup_logging(level: str) -> None:
@@ -28,11 +53,14 @@ def setup_logging(level: str) -> None:
 
 
 def capture_parser() -> argparse.ArgumentParser:
+    prog = program()
     parser = argparse.ArgumentParser(
-        prog="python -m ingestor",
+        prog=prog,
         description="Capture Bybit V5 private streams into DuckDB, Parquet or DuckLake.",
-        epilog="Other commands: `python -m ingestor query --help`, `... check --help`.",
+        epilog=f"Other commands: `{prog} query --help`, `{prog} check --help`, "
+        f"`{prog} compact --help`.",
     )
+    parser.add_argument("--version", action="version", version=f"ingestor {version()}")
     parser.add_argument("--accounts", required=True, type=Path, help="accounts.yaml")
     parser.add_argument("--sink", choices=config.SINK_KINDS, help="overrides the file's sink")
     parser.add_argument("--store", help="store path (file, folder or lake); overrides the file")
@@ -65,13 +93,36 @@ def capture_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def non_negative(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text} is negative")
+    return value
+
+
 def query_parser() -> argparse.ArgumentParser:
+    from ingestor import query_output
     from ingestor.queries import NAMED_QUERIES
 
-    parser = argparse.ArgumentParser(
-        prog="python -m ingestor query", description="Print a query's answer as a table."
+    width = max(len(name) for name in NAMED_QUERIES)
+    named = "\n".join(
+        f"  {name.ljust(width)}  {description}" for name, (description, _) in NAMED_QUERIES.items()
     )
-    parser.add_argument("query", help=f"{', '.join(NAMED_QUERIES)} or any SQL")
+    parser = argparse.ArgumentParser(
+        prog=f"{program()} query",
+        description="Answer a named query or any SQL from a store (read-only), as a table\n"
+        "for people, CSV, JSON Lines or Parquet.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=f"""named queries:
+{named}
+
+Amounts print exact, as people write them (0.22223041: no trailing zeros, no exponent);
+times in UTC with the offset shown (2023-10-19 02:25:17.038+00:00; ISO 8601 with a T in
+CSV and JSON). csv: a header row, NULL as an empty field. json: JSON Lines, one object a
+row, amounts as strings (exact), NULL as null. parquet: the answer's own types
+(DECIMAL(38,18), TIMESTAMPTZ in UTC); needs --output.""",
+    )
+    parser.add_argument("query", help="a named query (below) or any SQL")
     parser.add_argument(
         "--store",
         required=True,
@@ -80,29 +131,57 @@ def query_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--sink", choices=config.SINK_KINDS, default="duckdb", help="the kind of store"
     )
-    parser.add_argument("--limit", type=int, default=1000, help="rows shown at most")
+    parser.add_argument(
+        "--format",
+        choices=query_output.FORMATS,
+        default="table",
+        help="what to write (default: table)",
+    )
+    parser.add_argument(
+        "--output", type=Path, metavar="FILE", help="write to FILE (replaced whole) not stdout"
+    )
+    parser.add_argument(
+        "--limit",
+        type=non_negative,
+        metavar="N",
+        help=f"rows at most (the table: {query_output.TABLE_ROWS}; other formats: all)",
+    )
     return parser
 
 
 def run_query(argv: list[str]) -> int:
     import duckdb
 
+    from ingestor import query_output
     from ingestor.queries import NAMED_QUERIES
     from ingestor.sinks import open_reader, store_exists
 
-    args = query_parser().parse_args(argv)
+    parser = query_parser()
+    args = parser.parse_args(argv)
+    if args.format == "parquet" and args.output is None:
+        parser.error("--format parquet needs --output FILE")
     if not store_exists(args.sink, args.store):
         print(f"error: {args.store} does not exist", file=sys.stderr)
         return 2
-    sql = NAMED_QUERIES.get(args.query, args.query)
+    sql = NAMED_QUERIES[args.query][1] if args.query in NAMED_QUERIES else args.query
     try:
         with open_reader(args.sink, args.store) as con:
+            query_output.use_display_time_zone(con)
             relation = con.sql(sql)
             if relation is None:
                 return 0
-            relation.show(max_rows=args.limit, max_width=10_000)
+            query_output.write(relation, args.format, output=args.output, limit=args.limit)
     except duckdb.Error as e:
         print(f"error: {e}", file=sys.stderr)
+        return 1
+    except BrokenPipeError:
+        # The reader of our stdout (`| head`) has what it wanted; say nothing more.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
+    except OSError as e:  # --output's folder missing or not writable, a full disk, ...
+        where = f"{args.output}: " if args.output is not None else ""
+        print(f"error: {where}{e.strerror or e}", file=sys.stderr)
         return 1
     return 0
 
@@ -164,6 +243,11 @@ def main(argv: list[str] | None = None) -> int:
     if argv and argv[0] == "run":
         argv = argv[1:]
     return run_capture(argv)
+
+
+def entry() -> int:
+    """The `ingestor` console script."""
+    return main()
 
 
 if __name__ == "__main__":

@@ -274,18 +274,28 @@ LAST_RECORDS = """
     GROUP BY account_id
 """
 
-NAMED_QUERIES: dict[str, str] = {
-    "latest-positions": """
+#: The queries `ingestor query NAME` runs: NAME -> (the line `query --help` shows, the SQL).
+NAMED_QUERIES: dict[str, tuple[str, str]] = {
+    "latest-positions": (
+        "each position's latest state: side, size, prices, unrealised PnL",
+        """
         SELECT account_id, category, symbol, position_idx, side, size, entry_price,
                mark_price, unrealised_pnl, exchange_ts, source
         FROM latest_positions ORDER BY account_id, category, symbol, position_idx
-    """,
-    "latest-wallets": """
+        """,
+    ),
+    "latest-wallets": (
+        "each coin's latest balance and equity, with its account's totals",
+        """
         SELECT account_id, account_type, coin, wallet_balance, equity, usd_value,
                total_equity, total_available_balance, exchange_ts, source
         FROM latest_wallets ORDER BY account_id, account_type, coin
-    """,
-    "gaps": "SELECT * FROM gaps",
+        """,
+    ),
+    "gaps": (
+        "every gap in the record: from a drop until subscribed again",
+        "SELECT * FROM gaps",
+    ),
 }
 
 
