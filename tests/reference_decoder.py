@@ -26,6 +26,7 @@ POSITION_FIELDS: list[tuple[str, str, str]] = [
     ("side", "side", SIDE),
     ("size", "size", DEC),
     ("entryPrice", "entry_price", DEC),
+    ("breakEvenPrice", "break_even_price", DEC),
     ("markPrice", "mark_price", DEC),
     ("positionValue", "position_value", DEC),
     ("leverage", "leverage", DEC),
@@ -55,6 +56,13 @@ POSITION_FIELDS: list[tuple[str, str, str]] = [
     ("leverageSysUpdatedTime", "leverage_sys_updated_ts", TS),
     ("createdTime", "created_ts", TS),
 ]
+
+# Older recordings spell these two fields differently; the column takes whichever of the two
+# spellings has a value (the current one if both do).
+POSITION_OLD_SPELLINGS: dict[str, str] = {
+    "tpslMode": "tpSlMode",
+    "mmrSysUpdatedTime": "mmrSysUpdateTime",
+}
 
 WALLET_COIN_FIELDS: list[tuple[str, str, str]] = [
     ("equity", "equity", DEC),
@@ -94,6 +102,21 @@ WALLET_ACCOUNT_FIELDS: list[tuple[str, str, str]] = [
     ("totalMaintenanceMargin", "total_maintenance_margin", DEC),
     ("totalMaintenanceMarginByMp", "total_maintenance_margin_by_mp", DEC),
 ]
+
+# More fields, which the pure-Python benchmark pipeline (benches/pipelines/pure_python.py)
+# builds no columns for, since it builds them from the lists above: `openTime` is an integer
+# of ms and `colRes` a status code written as a string of digits, where that pipeline types a
+# column by its kind's usual JSON type (times are strings, integers numbers); the option
+# greeks are absent from the simulator's pushes it reads, where it takes each row's fields in
+# one call that expects them all.
+POSITION_EXTRA_FIELDS: list[tuple[str, str, str]] = [
+    ("delta", "delta", DEC),
+    ("gamma", "gamma", DEC),
+    ("vega", "vega", DEC),
+    ("theta", "theta", DEC),
+    ("openTime", "open_ts", TS),
+]
+WALLET_COIN_EXTRA_FIELDS: list[tuple[str, str, str]] = [("colRes", "col_res", INT)]
 
 # Room for 38 digits and more, so quantize() itself never rounds or overflows.
 EXACT = Context(prec=80, traps=[InvalidOperation])
@@ -164,8 +187,21 @@ CONVERT = {
 }
 
 
-def convert(element: dict[str, Any], fields: list[tuple[str, str, str]]) -> dict[str, Any]:
-    return {column: CONVERT[kind](element.get(key)) for key, column, kind in fields}
+def convert(
+    element: dict[str, Any],
+    fields: list[tuple[str, str, str]],
+    old_spellings: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    row = {}
+    for key, column, kind in fields:
+        value = CONVERT[kind](element.get(key))
+        old = (old_spellings or {}).get(key)
+        if old is not None:
+            # Both spellings must be valid; the current one wins when both have a value.
+            older = CONVERT[kind](element.get(old))
+            value = older if value is None else value
+        row[column] = value
+    return row
 
 
 def position_row(element: Any, topic: str) -> dict[str, Any]:
@@ -178,7 +214,7 @@ def position_row(element: Any, topic: str) -> dict[str, Any]:
     if category is None or symbol is None or position_idx is None or exchange_ts is None:
         raise Rejected("missing required field")
     row = {"category": category, "symbol": symbol, "position_idx": position_idx}
-    row.update(convert(element, POSITION_FIELDS))
+    row.update(convert(element, POSITION_FIELDS + POSITION_EXTRA_FIELDS, POSITION_OLD_SPELLINGS))
     row["exchange_ts"] = exchange_ts
     row["seq"] = to_int(element.get("seq"))
     return row
@@ -197,7 +233,7 @@ def wallet_rows(element: Any, creation_us: int) -> list[dict[str, Any]]:
         if name is None:
             raise Rejected("missing coin")
         row = {"account_type": account_type, "coin": name}
-        row.update(convert(coin, WALLET_COIN_FIELDS))
+        row.update(convert(coin, WALLET_COIN_FIELDS + WALLET_COIN_EXTRA_FIELDS))
         row.update(totals)
         row["exchange_ts"] = creation_us
         rows.append(row)

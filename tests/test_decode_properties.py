@@ -38,7 +38,8 @@ nonempty_text = st.text(min_size=1, max_size=12)
 KIND_VALUES = {
     ref.DEC: blank_or(decimal_text()),
     ref.INT: st.one_of(small_int, small_int.map(str)),
-    ref.TS: blank_or(ms_text),
+    # Most times are strings of ms; `openTime` is a JSON integer: every time field takes both.
+    ref.TS: st.one_of(blank_or(ms_text), st.integers(0, 4_102_444_800_000)),
     ref.STR: text,
     ref.BOOL: st.booleans(),
     ref.SIDE: st.sampled_from(["Buy", "Sell", "", "None"]),
@@ -53,7 +54,12 @@ def fields(draw, spec: list[tuple[str, str, str]]) -> dict:
 
 @st.composite
 def position_element(draw) -> dict:
-    element = draw(fields(ref.POSITION_FIELDS))
+    element = draw(fields(ref.POSITION_FIELDS + ref.POSITION_EXTRA_FIELDS))
+    # The older spellings, alone or beside the current ones.
+    kinds = {key: kind for key, _, kind in ref.POSITION_FIELDS}
+    for key, old in ref.POSITION_OLD_SPELLINGS.items():
+        if draw(st.booleans()):
+            element[old] = draw(KIND_VALUES[kinds[key]])
     element.update(
         symbol=draw(nonempty_text),
         category=draw(st.sampled_from(["linear", "inverse", "option"])),
@@ -70,7 +76,11 @@ def position_element(draw) -> dict:
 def wallet_element(draw) -> dict:
     element = draw(fields(ref.WALLET_ACCOUNT_FIELDS))
     element["accountType"] = draw(st.sampled_from(["UNIFIED", "CONTRACT", "SPOT"]))
-    coins = draw(st.lists(fields(ref.WALLET_COIN_FIELDS), min_size=1, max_size=4))
+    coins = draw(
+        st.lists(
+            fields(ref.WALLET_COIN_FIELDS + ref.WALLET_COIN_EXTRA_FIELDS), min_size=1, max_size=4
+        )
+    )
     element["coin"] = [{**c, "coin": draw(nonempty_text)} for c in coins]
     return element
 

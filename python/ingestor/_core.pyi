@@ -15,6 +15,14 @@ def decode(
     keep_raw: bool = True,
     max_frame_bytes: int = ...,
 ) -> dict[str, pa.RecordBatch]: ...
+def decode_rest(
+    body: bytes,
+    *,
+    endpoint: str,
+    account_id: str,
+    received_at_us: int,
+    keep_raw: bool = True,
+) -> dict[str, pa.RecordBatch]: ...
 def schemas() -> dict[str, pa.Schema]: ...
 
 class Collector:

@@ -26,11 +26,13 @@ from tests.tls_helpers import private_ca
 
 POSITION_FIELDS = {
     "category", "symbol", "side", "size", "positionIdx", "tradeMode", "positionValue", "riskId",
-    "riskLimitValue", "entryPrice", "markPrice", "leverage", "positionBalance", "autoAddMargin",
+    "riskLimitValue", "entryPrice", "markPrice", "leverage", "breakEvenPrice", "positionBalance",
+    "autoAddMargin",
     "positionIM", "positionIMByMp", "positionMM", "positionMMByMp", "liqPrice", "bustPrice",
     "tpslMode", "takeProfit", "stopLoss", "trailingStop", "unrealisedPnl", "sessionAvgPrice",
     "curRealisedPnl", "cumRealisedPnl", "positionStatus", "adlRankIndicator", "isReduceOnly",
-    "mmrSysUpdatedTime", "leverageSysUpdatedTime", "createdTime", "updatedTime", "seq",
+    "mmrSysUpdatedTime", "leverageSysUpdatedTime", "createdTime", "updatedTime", "openTime",
+    "seq",
 }  # fmt: skip
 WALLET_FIELDS = {
     "accountType", "accountLTV", "accountIMRate", "accountMMRate", "accountIMRateByMp",
@@ -42,7 +44,7 @@ COIN_FIELDS = {
     "coin", "equity", "usdValue", "walletBalance", "locked", "spotHedgingQty", "borrowAmount",
     "availableToBorrow", "availableToWithdraw", "accruedInterest", "totalOrderIM",
     "totalPositionIM", "totalPositionMM", "unrealisedPnl", "cumRealisedPnl", "bonus",
-    "collateralSwitch", "marginCollateral", "spotBorrow",
+    "collateralSwitch", "marginCollateral", "colRes", "spotBorrow",
 }  # fmt: skip
 EXECUTION_FIELDS = {
     "category", "symbol", "execId", "orderId", "orderLinkId", "side", "execPrice", "execQty",

@@ -38,6 +38,8 @@ LEVERAGE = Decimal(10)
 MAINTENANCE_RATE = Decimal("0.005")
 TAKER_FEE = Decimal("0.00055")
 MAKER_FEE = Decimal("0.0002")
+#: Bybit's break-even formula takes the taker fee rate, but at least this.
+BREAK_EVEN_FEE_FLOOR = Decimal("0.00055")
 COINS = ("USDT", "BTC")
 
 
@@ -95,6 +97,8 @@ class Position:
     updated_ms: int = 0
     seq: int = 0
     ever_open: bool = False
+    #: When the current holding opened (Bybit's `openTime`); 0 while flat, Bybit's default.
+    opened_ms: int = 0
 
     @property
     def key(self) -> tuple[str, str, int]:
@@ -125,6 +129,31 @@ class Position:
     def maintenance_margin(self) -> Decimal:
         """Maintenance margin of the position at the fixed rate."""
         return q8(self.value() * MAINTENANCE_RATE)
+
+    def break_even(self) -> Decimal | None:
+        """The price at which closing the whole position at the taker fee leaves the current
+        holding's realised PnL at zero (Bybit's `breakEvenPrice`); None while flat.
+
+        Bybit's formula for linear contracts, (entry * qty - realised) / (qty - |qty| * fee)
+        with qty negative when short; inverse ones solve the same balance in the coin:
+        qty * (1 +- fee) / (qty / entry +- realised).
+        """
+        if self.size == 0:
+            return None
+        fee = max(TAKER_FEE, BREAK_EVEN_FEE_FLOOR)
+        long = self.side == "Buy"
+        if self.instrument.inverse:
+            numerator = self.size * (1 + fee if long else 1 - fee)
+            denominator = self.size / self.entry + (
+                self.cur_realised if long else -self.cur_realised
+            )
+        else:
+            qty = self.size if long else -self.size
+            numerator = self.entry * qty - self.cur_realised
+            denominator = qty - self.size * fee
+        if denominator == 0 or numerator / denominator <= 0:
+            return None
+        return q8(numerator / denominator)
 
 
 @dataclass
@@ -363,6 +392,7 @@ class Market:
         closed = ZERO
         pnl = ZERO
         flipped = False
+        opening = pos.size == 0
         if pos.size > 0 and pos.side != side:
             closed = min(qty, pos.size)
             direction = 1 if pos.side == "Buy" else -1
@@ -395,6 +425,11 @@ class Market:
         pos.cur_realised = ZERO if pos.size == 0 or flipped else pos.cur_realised + booked
         if pos.size > 0:
             pos.ever_open = True
+        # A new holding (opened from flat, or the remainder of a flip) has its own open time.
+        if pos.size == 0:
+            pos.opened_ms = 0
+        elif flipped or opening:
+            pos.opened_ms = now_ms
         pos.updated_ms = now_ms
         pos.seq = self._next_seq(inst.symbol)
         return Fill(

@@ -8,7 +8,8 @@ Quirks reproduced on purpose (each one has bitten some public client):
 - every amount and price is a decimal string; unknown or absent values are "" (liqPrice and
   bustPrice on unified accounts, sessionAvgPrice, availableToWithdraw on unified wallets);
 - integers stay integers (positionIdx, tradeMode, riskId, autoAddMargin, adlRankIndicator,
-  seq) and times are millisecond *strings* inside elements but an integer `creationTime`;
+  seq) and times are millisecond *strings* inside elements but an integer `creationTime`,
+  except a position's `openTime`, an integer (0 while flat);
 - a flat position on a unified account has side "" and size "0";
 - REST `/v5/position/list` calls the entry price `avgPrice` and has no per-item `category`
   (it is at `result.category`), while the WebSocket element says `entryPrice` and
@@ -148,6 +149,7 @@ def _position_fields(pos: Position, mark: Decimal) -> dict[str, Any]:
     value = pos.value()
     im = pos.initial_margin()
     mm = pos.maintenance_margin()
+    break_even = pos.break_even()
     is_open = pos.size > 0
     return {
         "positionIdx": pos.idx,
@@ -159,6 +161,7 @@ def _position_fields(pos: Position, mark: Decimal) -> dict[str, Any]:
         "size": dec_str(pos.size),
         "positionValue": dec_str(value),
         "leverage": dec_str(LEVERAGE),
+        "breakEvenPrice": "" if break_even is None else dec_str(break_even),
         "positionBalance": dec_str(im),
         "autoAddMargin": 0,
         "markPrice": dec_str(mark),
@@ -183,6 +186,8 @@ def _position_fields(pos: Position, mark: Decimal) -> dict[str, Any]:
         "leverageSysUpdatedTime": "",
         "createdTime": str(pos.created_ms),
         "updatedTime": str(pos.updated_ms),
+        # An integer, unlike the other times (as Bybit sends it).
+        "openTime": pos.opened_ms,
         "seq": pos.seq,
     }
 
@@ -247,6 +252,8 @@ def wallet_element(
             "marginCollateral": True,
             "locked": "0",
             "spotHedgingQty": "0",
+            # No platform collateral restriction on either coin.
+            "colRes": "0",
             "spotBorrow": "0",
         }
     margin_balance = total_wallet + total_upl

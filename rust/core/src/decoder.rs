@@ -628,21 +628,26 @@ mod fast_path_tests {
         /// Decodes `frame` both ways, asserts they agree, and says whether the fast path
         /// took it.
         fn check(&mut self, frame: &[u8]) -> bool {
+            self.check_rows(frame).0
+        }
+
+        /// `check`, also giving the outcome and the rows of the frame's table.
+        fn check_rows(&mut self, frame: &[u8]) -> (bool, FrameOutcome, RecordBatch) {
             let before = self.fast.fast_frames;
             let fast = self.fast.decode_frame(ACCOUNT, frame, LOCAL_TS);
             let serde = self.serde.decode_frame(ACCOUNT, frame, LOCAL_TS);
             let shown = String::from_utf8_lossy(frame);
             assert_eq!(fast, serde, "outcome of {shown}");
+            let mut rows = RecordBatch::new_empty(Table::PositionSnapshots.schema());
             for table in Table::ALL {
-                assert_eq!(
-                    self.fast.cut(table),
-                    self.serde.cut(table),
-                    "{} of {shown}",
-                    table.name()
-                );
+                let batch = self.fast.cut(table);
+                assert_eq!(batch, self.serde.cut(table), "{} of {shown}", table.name());
+                if matches!(fast, FrameOutcome::Push { table: t, .. } if t == table) {
+                    rows = batch;
+                }
             }
             assert_eq!(self.serde.fast_frames, 0);
-            self.fast.fast_frames > before
+            (self.fast.fast_frames > before, fast, rows)
         }
     }
 
@@ -1014,6 +1019,127 @@ mod fast_path_tests {
             ..DecoderConfig::default()
         });
         assert!(pair.check(PUSH.as_bytes()));
+    }
+
+    /// Every push of every revision of Bybit's docs (tests/fixtures/bybit-docs): no rejects,
+    /// the same rows both ways, and all of them on the fast path (they are the shape Bybit
+    /// sends).
+    #[test]
+    fn bybit_docs_pushes_decode_alike_without_rejects() {
+        let files = [
+            include_str!("../../../tests/fixtures/bybit-docs/ws_position.jsonl"),
+            include_str!("../../../tests/fixtures/bybit-docs/ws_wallet.jsonl"),
+        ];
+        let mut pair = Pair::new(DecoderConfig::default());
+        let mut lines = 0;
+        for line in files.iter().flat_map(|f| f.lines()) {
+            let (fast, outcome, rows) = pair.check_rows(line.as_bytes());
+            assert!(
+                matches!(outcome, FrameOutcome::Push { rejected: 0, rows: n, .. } if n > 0),
+                "{outcome:?}: {line}"
+            );
+            assert!(rows.num_rows() > 0);
+            assert!(fast, "fast path expected for {line}");
+            lines += 1;
+        }
+        assert_eq!(lines, 22);
+    }
+
+    /// The row of a position element of `fields` (and what a row needs: category, symbol,
+    /// index and update time), decoded both ways, on the fast path.
+    fn position_row(fields: &str) -> RecordBatch {
+        let frame = push_with(&format!(
+            r#""category":"linear","symbol":"X","positionIdx":0,"updatedTime":1,{fields}"#
+        ));
+        let mut pair = Pair::new(DecoderConfig::default());
+        let (fast, outcome, rows) = pair.check_rows(frame.as_bytes());
+        assert!(fast, "fast path expected for {frame}");
+        assert!(
+            matches!(outcome, FrameOutcome::Push { rows: 1, .. }),
+            "{outcome:?}"
+        );
+        rows
+    }
+
+    fn text_at(batch: &RecordBatch, column: &str) -> Option<String> {
+        use arrow_array::cast::AsArray;
+        use arrow_array::Array;
+        let array = batch.column_by_name(column).unwrap().as_string::<i32>();
+        array.is_valid(0).then(|| array.value(0).to_owned())
+    }
+
+    fn micros_at(batch: &RecordBatch, column: &str) -> Option<i64> {
+        use arrow_array::cast::AsArray;
+        use arrow_array::types::TimestampMicrosecondType;
+        use arrow_array::Array;
+        let array = batch
+            .column_by_name(column)
+            .unwrap()
+            .as_primitive::<TimestampMicrosecondType>();
+        array.is_valid(0).then(|| array.value(0))
+    }
+
+    #[test]
+    fn older_spellings_fill_the_same_columns_the_non_empty_one_winning() {
+        let cases = [
+            (
+                r#""tpSlMode":"Partial","mmrSysUpdateTime":"5""#,
+                Some("Partial"),
+                Some(5_000),
+            ),
+            (
+                r#""tpslMode":"","tpSlMode":"Partial","mmrSysUpdatedTime":"","mmrSysUpdateTime":"5""#,
+                Some("Partial"),
+                Some(5_000),
+            ),
+            (
+                r#""tpSlMode":"Partial","tpslMode":"","mmrSysUpdateTime":5,"mmrSysUpdatedTime":null"#,
+                Some("Partial"),
+                Some(5_000),
+            ),
+            (
+                r#""tpslMode":"Full","tpSlMode":"","mmrSysUpdatedTime":"7","mmrSysUpdateTime":"""#,
+                Some("Full"),
+                Some(7_000),
+            ),
+            // Both with a value (not seen in any recording): the current spelling.
+            (
+                r#""tpslMode":"Full","tpSlMode":"Partial","mmrSysUpdatedTime":"7","mmrSysUpdateTime":"5""#,
+                Some("Full"),
+                Some(7_000),
+            ),
+            (r#""tpSlMode":null,"mmrSysUpdateTime":"""#, None, None),
+            (r#""tpslMode":"Full""#, Some("Full"), None),
+        ];
+        for (fields, tpsl_mode, mmr_us) in cases {
+            let rows = position_row(fields);
+            assert_eq!(
+                text_at(&rows, "tpsl_mode").as_deref(),
+                tpsl_mode,
+                "{fields}"
+            );
+            assert_eq!(micros_at(&rows, "mmr_sys_updated_ts"), mmr_us, "{fields}");
+        }
+        // One spelling twice is still a duplicate, which serde refuses.
+        let twice = push_with(
+            r#""symbol":"X","positionIdx":0,"updatedTime":1,"tpSlMode":"a","tpSlMode":"b""#,
+        );
+        assert!(!check(&twice));
+    }
+
+    #[test]
+    fn open_time_reads_integers_and_digit_strings() {
+        for (value, us) in [
+            ("1776729600123", Some(1_776_729_600_123_000)),
+            (r#""1776729600123""#, Some(1_776_729_600_123_000)),
+            // Bybit's default for a position without one: the epoch, as for every `0` ms.
+            ("0", Some(0)),
+            (r#""""#, None),
+            ("null", None),
+        ] {
+            let rows = position_row(&format!(r#""openTime":{value}"#));
+            assert_eq!(micros_at(&rows, "open_ts"), us, "{value}");
+        }
     }
 
     /// Random edits of a push, most of them breaking it somewhere: the two paths never

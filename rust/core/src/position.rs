@@ -19,6 +19,7 @@ table! {
         side: Utf8,
         size: Decimal,
         entry_price: Decimal,
+        break_even_price: Decimal,
         mark_price: Decimal,
         position_value: Decimal,
         leverage: Decimal,
@@ -34,6 +35,11 @@ table! {
         trailing_stop: Decimal,
         unrealised_pnl: Decimal,
         session_avg_price: Decimal,
+        /// The option greeks: pushed for option positions only, NULL for the others.
+        delta: Decimal,
+        gamma: Decimal,
+        vega: Decimal,
+        theta: Decimal,
         cur_realised_pnl: Decimal,
         cum_realised_pnl: Decimal,
         risk_id: Int64,
@@ -47,6 +53,9 @@ table! {
         mmr_sys_updated_ts: TimestampUs,
         leverage_sys_updated_ts: TimestampUs,
         created_ts: TimestampUs,
+        /// `openTime`: when the position was opened. Bybit sends `0` for a position without
+        /// one, stored as the epoch like every other millisecond field's `0`.
+        open_ts: TimestampUs,
         /// The element's `updatedTime`: when the exchange changed this position.
         exchange_ts: TimestampUs [required],
         /// The push envelope's `creationTime` (for REST rows: the response's `time`).
@@ -79,6 +88,7 @@ pub struct PositionElement<'a> {
     pub entry_price: Dec,
     /// `/v5/position/list` names the entry price `avgPrice`; pushes call it `entryPrice`.
     pub avg_price: Dec,
+    pub break_even_price: Dec,
     pub mark_price: Dec,
     pub leverage: Dec,
     pub position_balance: Dec,
@@ -95,11 +105,20 @@ pub struct PositionElement<'a> {
     pub bust_price: Dec,
     #[serde(borrow)]
     pub tpsl_mode: Text<'a>,
+    /// Older recordings spell `tpslMode` this way. Its own field, not a serde alias: an
+    /// element may carry both spellings (an alias would refuse it as a duplicate), and the
+    /// column takes the non-empty one.
+    #[serde(borrow, rename = "tpSlMode")]
+    pub tp_sl_mode: Text<'a>,
     pub take_profit: Dec,
     pub stop_loss: Dec,
     pub trailing_stop: Dec,
     pub unrealised_pnl: Dec,
     pub session_avg_price: Dec,
+    pub delta: Dec,
+    pub gamma: Dec,
+    pub vega: Dec,
+    pub theta: Dec,
     pub cur_realised_pnl: Dec,
     pub cum_realised_pnl: Dec,
     #[serde(borrow)]
@@ -107,15 +126,19 @@ pub struct PositionElement<'a> {
     pub adl_rank_indicator: Int,
     pub is_reduce_only: Flag,
     pub mmr_sys_updated_time: Millis,
+    /// `mmrSysUpdatedTime` as older recordings spell it (see `tp_sl_mode`).
+    pub mmr_sys_update_time: Millis,
     pub leverage_sys_updated_time: Millis,
     pub created_time: Millis,
     pub updated_time: Millis,
+    /// An integer of milliseconds, where the other times are strings: `Millis` reads both.
+    pub open_time: Millis,
     pub seq: Int,
 }
 
 // The fields the flat fast path (`flat.rs`) sets, by the names serde reads (those of the
 // derive above; a test checks the two lists are the same), each with its reader.
-flat_object!(PositionElement, order: position, multiplier: 0xb248_9191_7b12_1dc5, {
+flat_object!(PositionElement, order: position, multiplier: MULTIPLIER, {
     "category" => category: text,
     "symbol" => symbol: text,
     "side" => side: text,
@@ -127,6 +150,7 @@ flat_object!(PositionElement, order: position, multiplier: 0xb248_9191_7b12_1dc5
     "riskLimitValue" => risk_limit_value: dec,
     "entryPrice" => entry_price: dec,
     "avgPrice" => avg_price: dec,
+    "breakEvenPrice" => break_even_price: dec,
     "markPrice" => mark_price: dec,
     "leverage" => leverage: dec,
     "positionBalance" => position_balance: dec,
@@ -138,22 +162,35 @@ flat_object!(PositionElement, order: position, multiplier: 0xb248_9191_7b12_1dc5
     "liqPrice" => liq_price: dec,
     "bustPrice" => bust_price: dec,
     "tpslMode" => tpsl_mode: text,
+    "tpSlMode" => tp_sl_mode: text,
     "takeProfit" => take_profit: dec,
     "stopLoss" => stop_loss: dec,
     "trailingStop" => trailing_stop: dec,
     "unrealisedPnl" => unrealised_pnl: dec,
     "sessionAvgPrice" => session_avg_price: dec,
+    "delta" => delta: dec,
+    "gamma" => gamma: dec,
+    "vega" => vega: dec,
+    "theta" => theta: dec,
     "curRealisedPnl" => cur_realised_pnl: dec,
     "cumRealisedPnl" => cum_realised_pnl: dec,
     "positionStatus" => position_status: text,
     "adlRankIndicator" => adl_rank_indicator: int,
     "isReduceOnly" => is_reduce_only: flag,
     "mmrSysUpdatedTime" => mmr_sys_updated_time: millis,
+    "mmrSysUpdateTime" => mmr_sys_update_time: millis,
     "leverageSysUpdatedTime" => leverage_sys_updated_time: millis,
     "createdTime" => created_time: millis,
     "updatedTime" => updated_time: millis,
+    "openTime" => open_time: millis,
     "seq" => seq: int,
 });
+
+/// Under which the position, wallet and coin keys each land in distinct slots (checked at
+/// compile time). Found by trying random odd constants until all three tables were free of
+/// collisions (about one in a thousand is, for these keys); the one before it collided once
+/// `breakEvenPrice`, `openTime`, the old spellings and the greeks came in.
+pub(crate) const MULTIPLIER: u64 = 0x1964_4c16_0da3_625d;
 
 /// A flat position's side is `""` on unified accounts and `"None"` on classic ones: both
 /// mean "no side", stored as NULL.
@@ -161,7 +198,8 @@ fn side<'t>(text: &'t Text<'_>) -> Option<&'t str> {
     text.as_deref().filter(|s| *s != "None")
 }
 
-fn int32(field: &'static str, value: Int) -> Result<Option<i32>, RowError> {
+/// An integer for an `Int32` column; out of range is the element's reject.
+pub(crate) fn int32(field: &'static str, value: Int) -> Result<Option<i32>, RowError> {
     value
         .0
         .map(|v| i32::try_from(v).map_err(|_| RowError::out_of_range(field, v)))
@@ -210,6 +248,7 @@ impl PositionColumns {
         self.size.append_option(e.size.0);
         self.entry_price
             .append_option(e.entry_price.0.or(e.avg_price.0));
+        self.break_even_price.append_option(e.break_even_price.0);
         self.mark_price.append_option(e.mark_price.0);
         self.position_value.append_option(e.position_value.0);
         self.leverage.append_option(e.leverage.0);
@@ -225,22 +264,29 @@ impl PositionColumns {
         self.trailing_stop.append_option(e.trailing_stop.0);
         self.unrealised_pnl.append_option(e.unrealised_pnl.0);
         self.session_avg_price.append_option(e.session_avg_price.0);
+        self.delta.append_option(e.delta.0);
+        self.gamma.append_option(e.gamma.0);
+        self.vega.append_option(e.vega.0);
+        self.theta.append_option(e.theta.0);
         self.cur_realised_pnl.append_option(e.cur_realised_pnl.0);
         self.cum_realised_pnl.append_option(e.cum_realised_pnl.0);
         self.risk_id.append_option(e.risk_id.0);
         self.risk_limit_value.append_option(e.risk_limit_value.0);
         self.trade_mode.append_option(trade_mode);
         self.auto_add_margin.append_option(auto_add_margin);
-        self.tpsl_mode.append_option(e.tpsl_mode.as_deref());
+        // Either spelling, the non-empty one (the current spelling if both have a value).
+        self.tpsl_mode
+            .append_option(e.tpsl_mode.as_deref().or(e.tp_sl_mode.as_deref()));
         self.position_status
             .append_option(e.position_status.as_deref());
         self.adl_rank_indicator.append_option(adl_rank_indicator);
         self.is_reduce_only.append_option(e.is_reduce_only.0);
         self.mmr_sys_updated_ts
-            .append_option(e.mmr_sys_updated_time.0);
+            .append_option(e.mmr_sys_updated_time.0.or(e.mmr_sys_update_time.0));
         self.leverage_sys_updated_ts
             .append_option(e.leverage_sys_updated_time.0);
         self.created_ts.append_option(e.created_time.0);
+        self.open_ts.append_option(e.open_time.0);
         self.exchange_ts.append_value(exchange_ts);
         self.creation_ts.append_value(provenance.creation_ts);
         self.local_ts.append_value(provenance.local_ts);

@@ -3,8 +3,9 @@
 
 use serde::Deserialize;
 
-use crate::fields::{Dec, Flag, Text};
+use crate::fields::{Dec, Flag, Int, Text};
 use crate::flat::flat_object;
+use crate::position::{int32, MULTIPLIER};
 use crate::row::{Provenance, RowError};
 use crate::table;
 
@@ -33,6 +34,10 @@ table! {
         bonus: Decimal,
         collateral_switch: Bool,
         margin_collateral: Bool,
+        /// `colRes`, the platform's collateral restriction on the coin: -1 unknown, 0 none,
+        /// 1 none but close to the platform's limit, 2 restricted (adding collateral,
+        /// switching collateral on and changing the margin mode are refused).
+        col_res: Int32,
         spot_borrow: Decimal,
         account_im_rate: Decimal,
         account_mm_rate: Decimal,
@@ -116,11 +121,16 @@ pub struct WalletCoin<'a> {
     pub bonus: Dec,
     pub collateral_switch: Flag,
     pub margin_collateral: Flag,
+    /// A status code sent as a string (`"-1"` .. `"2"`): read as an integer, which takes a
+    /// JSON number too should Bybit change the type, as it did for other codes.
+    pub col_res: Int,
     pub spot_borrow: Dec,
 }
 
 // The fields the flat fast path (`flat.rs`) sets, by the names serde reads (those of the
-// derives above; a test checks the lists are the same), each with its reader.
+// derives above; a test checks the lists are the same), each with its reader. Both take the
+// position table's multiplier: no two wallet or coin keys share a slot under it either
+// (checked at compile time).
 flat_object!(WalletElement, order: wallet, multiplier: MULTIPLIER, {
     "accountType" => account_type: text,
     "accountIMRate" => account_im_rate: dec,
@@ -160,12 +170,9 @@ flat_object!(WalletCoin, order: coin, multiplier: MULTIPLIER, {
     "bonus" => bonus: dec,
     "collateralSwitch" => collateral_switch: flag,
     "marginCollateral" => margin_collateral: flag,
+    "colRes" => col_res: int,
     "spotBorrow" => spot_borrow: dec,
 });
-
-// The position table's multiplier serves both: no two wallet or coin keys share a slot under
-// it (checked at compile time).
-const MULTIPLIER: u64 = 0xb248_9191_7b12_1dc5;
 
 impl WalletColumns {
     /// Appends one row per coin of the element, or nothing and says why. Returns the rows
@@ -181,8 +188,11 @@ impl WalletColumns {
             .account_type
             .as_deref()
             .ok_or(RowError::Missing("accountType"))?;
-        if element.coin.iter().any(|c| c.coin.0.is_none()) {
-            return Err(RowError::Missing("coin[].coin"));
+        for c in &element.coin {
+            if c.coin.0.is_none() {
+                return Err(RowError::Missing("coin[].coin"));
+            }
+            int32("coin[].colRes", c.col_res)?;
         }
 
         let a = element;
@@ -210,6 +220,8 @@ impl WalletColumns {
             self.bonus.append_option(c.bonus.0);
             self.collateral_switch.append_option(c.collateral_switch.0);
             self.margin_collateral.append_option(c.margin_collateral.0);
+            // In range: checked above.
+            self.col_res.append_option(c.col_res.0.map(|v| v as i32));
             self.spot_borrow.append_option(c.spot_borrow.0);
             self.account_im_rate.append_option(a.account_im_rate.0);
             self.account_mm_rate.append_option(a.account_mm_rate.0);

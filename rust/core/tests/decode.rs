@@ -85,6 +85,8 @@ fn documented_position_push_decodes_every_field() {
     assert_eq!(ts("created_ts"), Some(1_694_402_496_913_000));
     assert_eq!(ts("local_ts"), Some(LOCAL_TS));
     assert_eq!(ts("mmr_sys_updated_ts"), None);
+    assert_eq!(ts("open_ts"), None, "absent is NULL");
+    assert_eq!(decimal(&batch, "break_even_price", 0), None);
     assert_eq!(text(&batch, "source", 0).as_deref(), Some("ws"));
     assert_eq!(
         text(&batch, "message_id", 0).as_deref(),
@@ -346,4 +348,94 @@ fn rest_pages_become_rest_rows_and_errors_add_nothing() {
     for table in Table::ALL {
         assert_eq!(decoder.pending(table), 0, "{}", table.name());
     }
+}
+
+/// Every revision of the REST examples in Bybit's docs (tests/fixtures/bybit-docs) decodes
+/// without a reject: a row per position, a row per coin.
+#[test]
+fn bybit_docs_rest_pages_decode_without_rejects() {
+    let files = [
+        (
+            RestEndpoint::PositionList,
+            include_str!("../../../tests/fixtures/bybit-docs/rest_position_list.jsonl"),
+        ),
+        (
+            RestEndpoint::WalletBalance,
+            include_str!("../../../tests/fixtures/bybit-docs/rest_wallet_balance.jsonl"),
+        ),
+    ];
+    let mut decoder = Decoder::default();
+    let mut pages = 0;
+    for (endpoint, file) in files {
+        for line in file.lines() {
+            let page = decoder
+                .decode_rest("a", endpoint, line.as_bytes(), LOCAL_TS)
+                .unwrap_or_else(|e| panic!("{e}: {line}"));
+            assert_eq!(page.rejected, 0, "{line}");
+            assert!(page.rows > 0, "{line}");
+            pages += 1;
+        }
+    }
+    assert_eq!(pages, 25);
+    assert_eq!(decoder.pending(Table::Rejects), 0);
+}
+
+#[test]
+fn older_rest_spelling_of_mmr_sys_updated_time_and_break_even_price() {
+    let page = r#"{"retCode":0,"retMsg":"OK","result":{"category":"linear","list":[{"symbol":"BTCUSDT","positionIdx":0,"updatedTime":"1","breakEvenPrice":"93556.73034991","mmrSysUpdateTime":"1700000000123","tpSlMode":"Partial","openTime":1776729600123}]},"time":1}"#;
+    let mut decoder = Decoder::default();
+    let got = decoder.decode_rest("a", RestEndpoint::PositionList, page.as_bytes(), LOCAL_TS);
+    assert_eq!(got.map(|p| (p.rows, p.rejected)), Ok((1, 0)));
+    let rows = decoder.cut(Table::PositionSnapshots);
+    assert_eq!(
+        decimal(&rows, "break_even_price", 0),
+        Some(9_355_673_034_991 * E18 / 100_000_000)
+    );
+    assert_eq!(text(&rows, "tpsl_mode", 0).as_deref(), Some("Partial"));
+    let ts = |c: &str| {
+        rows.column_by_name(c)
+            .unwrap()
+            .as_primitive::<TimestampMicrosecondType>()
+            .value(0)
+    };
+    assert_eq!(ts("mmr_sys_updated_ts"), 1_700_000_000_123_000);
+    assert_eq!(ts("open_ts"), 1_776_729_600_123_000);
+}
+
+#[test]
+fn col_res_is_a_status_code_read_from_a_string_or_a_number() {
+    let frame = |coins: &str| {
+        format!(
+            r#"{{"id":"w","topic":"wallet","creationTime":1,"data":[{{"accountType":"UNIFIED","coin":[{coins}]}}]}}"#
+        )
+    };
+    let mut decoder = Decoder::default();
+    let coins = r#"{"coin":"A","colRes":"2"},{"coin":"B","colRes":"-1"},{"coin":"C","colRes":0},{"coin":"D","colRes":""},{"coin":"E"}"#;
+    decoder.decode_frame("a", frame(coins).as_bytes(), LOCAL_TS);
+    let rows = decoder.cut(Table::WalletSnapshots);
+    let col_res = rows
+        .column_by_name("col_res")
+        .unwrap()
+        .as_primitive::<Int32Type>();
+    let got: Vec<Option<i32>> = (0..rows.num_rows())
+        .map(|i| col_res.is_valid(i).then(|| col_res.value(i)))
+        .collect();
+    assert_eq!(got, [Some(2), Some(-1), Some(0), None, None]);
+
+    // Out of range for its column: the whole element is rejected, no coin row lands.
+    let outcome = decoder.decode_frame(
+        "a",
+        frame(r#"{"coin":"A"},{"coin":"B","colRes":"3000000000"}"#).as_bytes(),
+        LOCAL_TS,
+    );
+    assert_eq!(
+        outcome,
+        FrameOutcome::Push {
+            table: Table::WalletSnapshots,
+            rows: 0,
+            rejected: 1
+        }
+    );
+    assert!(reasons(&mut decoder)[0].contains("coin[].colRes"));
+    assert_eq!(decoder.pending(Table::WalletSnapshots), 0);
 }

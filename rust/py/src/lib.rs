@@ -6,8 +6,8 @@ mod collector;
 use std::cell::Cell;
 
 use arrow_pyarrow::ToPyArrow;
-use ingestor_core::{Decoder, DecoderConfig, Table, DEFAULT_MAX_FRAME_BYTES};
-use pyo3::exceptions::PyTypeError;
+use ingestor_core::{Decoder, DecoderConfig, RestEndpoint, Table, DEFAULT_MAX_FRAME_BYTES};
+use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyByteArray, PyBytes, PyDict, PyString};
 
@@ -79,6 +79,39 @@ fn decode<'py>(
     Ok(out)
 }
 
+/// Decodes one page of a REST state read (`endpoint`: `/v5/position/list` or
+/// `/v5/account/wallet-balance`) into `{table name: pyarrow.RecordBatch}`, rows with
+/// `source = 'rest'`, as the engine's resync does. An error answer (`retCode` other than 0)
+/// or an unreadable one raises `ValueError` and adds nothing; bad elements of a good answer go
+/// to `rejects`. For tests and tools: the engine reads its pages itself.
+#[pyfunction]
+#[pyo3(signature = (body, *, endpoint, account_id, received_at_us, keep_raw = true))]
+fn decode_rest<'py>(
+    py: Python<'py>,
+    body: &[u8],
+    endpoint: &str,
+    account_id: &str,
+    received_at_us: i64,
+    keep_raw: bool,
+) -> PyResult<Bound<'py, PyDict>> {
+    let endpoint = [RestEndpoint::PositionList, RestEndpoint::WalletBalance]
+        .into_iter()
+        .find(|e| e.path() == endpoint)
+        .ok_or_else(|| PyValueError::new_err(format!("not a REST state read: {endpoint:?}")))?;
+    let mut decoder = Decoder::new(DecoderConfig {
+        keep_raw,
+        ..DecoderConfig::default()
+    });
+    decoder
+        .decode_rest(account_id, endpoint, body, received_at_us)
+        .map_err(|e| PyValueError::new_err(e.to_string()))?;
+    let out = PyDict::new(py);
+    for table in Table::FRAME_TABLES {
+        out.set_item(table.name(), decoder.cut(table).to_pyarrow(py)?)?;
+    }
+    Ok(out)
+}
+
 thread_local! {
     static LAST_DECODER: Cell<Option<Decoder>> = const { Cell::new(None) };
 }
@@ -98,6 +131,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add("DEFAULT_MAX_FRAME_BYTES", DEFAULT_MAX_FRAME_BYTES)?;
     m.add_function(wrap_pyfunction!(decode, m)?)?;
+    m.add_function(wrap_pyfunction!(decode_rest, m)?)?;
     m.add_function(wrap_pyfunction!(schemas, m)?)?;
     m.add_class::<collector::PyCollector>()?;
     Ok(())
