@@ -254,7 +254,10 @@ mod tests {
         push(&b, 5);
         // Rows still in the builders count at the last batch's bytes per row.
         let half = b.undelivered_bytes() - batch_bytes;
-        assert!(half >= batch_bytes / 2 - 10 && half <= batch_bytes / 2 + 10, "{half}");
+        assert!(
+            half >= batch_bytes / 2 - 10 && half <= batch_bytes / 2 + 10,
+            "{half}"
+        );
         while !b.is_full() {
             push(&b, 1);
         }
