@@ -110,6 +110,35 @@ def create_table(name: str, schema: pa.Schema, compression: dict[str, str] | Non
     return f"CREATE TABLE IF NOT EXISTS {name} (\n    {columns}\n)"
 
 
+#: The columns the store's tables have now, in the connection's current database.
+TABLE_COLUMNS = """
+    SELECT table_name, column_name FROM duckdb_columns()
+    WHERE database_name = current_database() AND schema_name = current_schema()
+"""
+
+
+def add_columns(existing: dict[str, set[str]]) -> list[tuple[str, str]]:
+    """(`table.column`, `ALTER TABLE ... ADD COLUMN`) for every column of today's schemas that
+    a store made by an earlier version lacks (Bybit adds fields about monthly). Its old rows
+    read NULL there. A new column that may not be NULL could not be added to rows that
+    exist: refused."""
+    statements = []
+    for name, schema in schemas().items():
+        if name not in TABLES or name not in existing:
+            continue
+        for f in schema:
+            if f.name in existing[name]:
+                continue
+            if not f.nullable:
+                raise ValueError(
+                    f"{name}.{f.name} is new and NOT NULL: the store needs a migration"
+                )
+            statements.append(
+                (f"{name}.{f.name}", f"ALTER TABLE {name} ADD COLUMN {f.name} {sql_type(f.type)}")
+            )
+    return statements
+
+
 def create_tables(compression: dict[str, str] | None = None) -> list[str]:
     all_schemas = schemas()
     return [create_table(name, all_schemas[name], compression) for name in TABLES]
@@ -236,7 +265,9 @@ def new_row_numbers(table: str, relation: str, bounds_us: tuple[int, int] | None
 
 
 def insert_rows(table: str, relation: str) -> str:
-    return f"INSERT INTO {table} SELECT * FROM {relation}"
+    # By name: a store made by an earlier version has its newer columns at the end (ALTER
+    # TABLE ADD COLUMN appends), not where the decoder's schema has them.
+    return f"INSERT INTO {table} BY NAME SELECT * FROM {relation}"
 
 
 #: Positions the store last saw open: a restarted collector reads each of them by symbol on

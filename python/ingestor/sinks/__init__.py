@@ -89,6 +89,29 @@ def insert_new(con: duckdb.DuckDBPyConnection, name: str, rows: pa.Table) -> int
         con.unregister("incoming")
 
 
+def create_or_migrate(con: duckdb.DuckDBPyConnection, statements: list[str]) -> list[str]:
+    """Runs the store's CREATE statements, after adding to tables that exist (made by an
+    earlier version) the columns today's schemas have and they lack; returns the columns
+    added, as `table.column`."""
+    existing: dict[str, set[str]] = {}
+    for table, column in con.execute(queries.TABLE_COLUMNS).fetchall():
+        existing.setdefault(table, set()).add(column)
+    added = queries.add_columns(existing)
+    for _, statement in added:
+        con.execute(statement)
+    for statement in statements:
+        con.execute(statement)
+    names = [name for name, _ in added]
+    if names:
+        log.warning(
+            "the store was made by an earlier version: added %d columns (%s); its earlier rows "
+            "read NULL there",
+            len(names),
+            ", ".join(names),
+        )
+    return names
+
+
 def open_store(
     kind: str,
     path: str | Path,

@@ -17,6 +17,7 @@ from ingestor import queries
 from ingestor.sinks import (
     WRITER_DUCKDB_CONFIG,
     Batches,
+    create_or_migrate,
     group_by_table,
     insert_new,
     is_lock_error,
@@ -96,8 +97,9 @@ class DuckDBStore:
     def create(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self.file.attached() as con:
-            for statement in queries.create_tables(queries.FILE_COMPRESSION) + queries.VIEWS:
-                con.execute(statement)
+            con.execute("BEGIN")
+            create_or_migrate(con, queries.create_tables(queries.FILE_COMPRESSION) + queries.VIEWS)
+            con.execute("COMMIT")
 
     def write(self, batches: Batches) -> int:
         """Commits, or spools while a reader holds the file; a store fault raises and the

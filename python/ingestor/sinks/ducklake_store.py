@@ -24,7 +24,13 @@ from pathlib import Path
 import duckdb
 
 from ingestor import queries
-from ingestor.sinks import WRITER_DUCKDB_CONFIG, Batches, group_by_table, insert_new
+from ingestor.sinks import (
+    WRITER_DUCKDB_CONFIG,
+    Batches,
+    create_or_migrate,
+    group_by_table,
+    insert_new,
+)
 from ingestor.sinks.spool import Spool
 
 log = logging.getLogger(__name__)
@@ -212,8 +218,7 @@ class DuckLakeStore:
             # finds the tables there.
             con.execute("BEGIN")
             try:
-                for statement in queries.create_tables() + queries.STORED_VIEWS:
-                    con.execute(statement)
+                create_or_migrate(con, queries.create_tables() + queries.STORED_VIEWS)
                 con.execute("COMMIT")
             except BaseException:
                 self._rollback()

@@ -22,6 +22,7 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from ingestor import queries
 from ingestor.decode import schemas
@@ -119,9 +120,16 @@ class ParquetStore:
             for directory in days:
                 for path in remove_stale_temps(directory):
                     log.info("removed %s, left by a writer that died", path)
-            if not any(part_files(directory) for directory in days):
-                # A glob that matches nothing fails every query of the view: each table keeps at
-                # least one file, a typed empty one until rows come.
+            files = [f for directory in days for f in part_files(directory)]
+            # A glob that matches nothing fails every query of the view: each table keeps at
+            # least one file, a typed empty one until rows come. And the views union the
+            # files' columns by name, so a tree written by an earlier version would show a
+            # newer column only once a row of it came: a typed empty file shows it at once.
+            # File names begin with their write time, so the newest file tells.
+            newest = max(files, key=lambda f: f.name, default=None)
+            if newest is None or not set(schemas()[table].names) <= set(
+                pq.read_schema(newest).names
+            ):
                 self._write(table, today, schemas()[table].empty_table())
         build_catalog(self.root)
 

@@ -335,12 +335,16 @@ impl Decoder {
             .ok_or_else(|| RestError::Unreadable("answer without `result`".into()))?;
         let list: RestList = serde_json::from_str(result.get())
             .map_err(|_| RestError::Unreadable(explain::<RestList>(result.get())))?;
+        // An id of its own for the page: a batch delivered again (a writer that died before
+        // acknowledging it) is then stored once, like a replayed push, while every resync
+        // stays an observation of its own (its body holds the answer's `time`).
+        let message_id = rest_message_id(body);
         let provenance = Provenance {
             account_id,
             creation_ts: answer.time.0.unwrap_or(local_ts),
             local_ts,
             source: Source::Rest,
-            message_id: None,
+            message_id: Some(&message_id),
         };
         let reject = Reject {
             account_id,
@@ -600,6 +604,17 @@ fn explain<'a, T: Deserialize<'a>>(text: &'a str) -> String {
 
 /// The flat fast path against the serde path: on every input both must leave the same rows,
 /// rejects and outcome, whichever path took the frame.
+/// `rest:` and the FNV-1a hash of a REST answer's body: the message id of its rows. Stored
+/// with the rows (never recomputed), so the hash need only tell two answers apart.
+pub fn rest_message_id(body: &[u8]) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for &byte in body {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    format!("rest:{hash:016x}")
+}
+
 #[cfg(test)]
 mod fast_path_tests {
     use super::*;

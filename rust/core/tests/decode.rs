@@ -4,6 +4,7 @@ use arrow_array::cast::AsArray;
 use arrow_array::types::{Decimal128Type, Int32Type, Int64Type, TimestampMicrosecondType};
 use arrow_array::{Array, RecordBatch};
 use ingestor_core::events::{ConnectionEvent, Event};
+use ingestor_core::decoder::rest_message_id;
 use ingestor_core::{
     ControlFrame, Decoder, DecoderConfig, FrameOutcome, RestEndpoint, RestError, RestPage, Table,
 };
@@ -316,6 +317,11 @@ fn rest_pages_become_rest_rows_and_errors_add_nothing() {
     );
     let rows = decoder.cut(Table::PositionSnapshots);
     assert_eq!(text(&rows, "source", 0).as_deref(), Some("rest"));
+    // The page's own id: the same answer delivered twice is one observation, another is not.
+    let id = rest_message_id(page.as_bytes());
+    assert_eq!(text(&rows, "message_id", 0).as_deref(), Some(id.as_str()));
+    assert!(id.starts_with("rest:") && id.len() == 21, "{id}");
+    assert_ne!(id, rest_message_id(page.replace("500}", "501}").as_bytes()));
     assert_eq!(text(&rows, "category", 0).as_deref(), Some("linear"));
     assert_eq!(text(&rows, "raw_json", 0).as_deref(), Some(element));
     assert_eq!(
