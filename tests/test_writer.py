@@ -11,6 +11,7 @@ import duckdb
 import pyarrow as pa
 
 import ingestor
+from ingestor import _core
 from ingestor.config import Settings, Sink
 from ingestor.service import writer
 from ingestor.service.messages import ACK, BATCH, END, STORE_HEALTH, to_ipc
@@ -37,7 +38,7 @@ def batch_messages(count: int, rows: int) -> list[tuple]:
         frames = [position_push(f"m{b}-{r}", 1_700_000_000_000 + b * 1000 + r, "1", r)
                   for r in range(rows)]  # fmt: skip
         batch = ingestor.decode(frames, account_id="acct-1")["position_snapshots"]
-        messages.append((BATCH, b + 1, "position_snapshots", to_ipc(batch)))
+        messages.append(((BATCH, b + 1, "position_snapshots"), to_ipc(batch)))
     return messages
 
 
@@ -49,8 +50,10 @@ def run_writer(settings: Settings, messages: list[tuple]) -> list[tuple]:
     replies: list[tuple] = []
 
     def feed() -> None:
-        for message in [*messages, (END,)]:
-            inbox_w.send(message)
+        for header, payload in messages:  # as the supervisor's sender does
+            inbox_w.send(header)
+            inbox_w.send_bytes(payload)
+        inbox_w.send((END,))
 
     def collect() -> None:
         with contextlib.suppress(EOFError):
@@ -119,12 +122,23 @@ def test_a_batch_delivered_twice_is_stored_once_in_every_table(tmp_path):
         },
         schema=ingestor.schemas()["connection_events"],
     ).to_batches()[0]
-    batches = [(t, b) for t, b in decoded.items() if b.num_rows] + [("connection_events", events)]
+    page = (
+        b'{"retCode":0,"retMsg":"OK","result":{"category":"linear","list":[{"symbol":"BTCUSDT",'
+        b'"side":"Buy","size":"1","positionIdx":0,"updatedTime":"1700000000000"}]},"time":1}'
+    )
+    rest = _core.decode_rest(
+        page, endpoint="/v5/position/list", account_id="acct-1", received_at_us=1
+    )["position_snapshots"]
+    assert rest.column("message_id")[0].as_py().startswith("rest:")
+    batches = [(t, b) for t, b in decoded.items() if b.num_rows] + [
+        ("connection_events", events),
+        ("position_snapshots", rest),
+    ]
     store = DuckDBStore(path)
     store.create()
     store.write(batches)
     assert store.write(batches) == 0
     store.close()
     with duckdb.connect(str(path), read_only=True) as con:
-        for table in ("position_snapshots", "rejects", "connection_events"):
-            assert con.execute(f"SELECT count(*) FROM {table}").fetchone() == (1,), table
+        for table, rows in (("position_snapshots", 2), ("rejects", 1), ("connection_events", 1)):
+            assert con.execute(f"SELECT count(*) FROM {table}").fetchone() == (rows,), table

@@ -156,6 +156,21 @@ def default_inflight_mb() -> int:
     return max(256, min(2048, total // 16 // 2**20))
 
 
+#: How `max_inflight_mb` is shared. The collectors' engines hold a quarter together (split
+#: evenly); the supervisor may hold the rest for the writer, but what it holds (until the
+#: writer acknowledges it) the writer holds too, so its share is half of that.
+COLLECTORS_SHARE = 1 / 4
+
+
+def collector_budget_bytes(settings: Settings, collectors: int) -> int:
+    share = settings.max_inflight_mb * 2**20 * COLLECTORS_SHARE / max(1, collectors)
+    return max(1, int(share))
+
+
+def relay_budget_bytes(settings: Settings) -> int:
+    return max(1, int(settings.max_inflight_mb * 2**20 * (1 - COLLECTORS_SHARE) / 2))
+
+
 # Settings that environment variables may override: name -> (setting, parser).
 ENV_OVERRIDES: dict[str, tuple[str, type]] = {
     "INGESTOR_BATCH_SIZE": ("batch_size", int),

@@ -12,7 +12,7 @@ from multiprocessing.synchronize import Event
 from typing import Any
 
 from ingestor._core import Collector
-from ingestor.config import Settings
+from ingestor.config import Settings, collector_budget_bytes
 from ingestor.service.messages import BATCH, COLLECTOR_STATS, DONE, to_ipc
 
 log = logging.getLogger("ingestor.collector")
@@ -20,19 +20,12 @@ log = logging.getLogger("ingestor.collector")
 STATS_EVERY = 1.0
 
 
-#: The share of `max_inflight_mb` the collectors' engines hold together (split evenly among
-#: them); the rest is the supervisor's to hand to the writer, whose bytes are held twice (in
-#: the supervisor until acknowledged, and in the writer), hence 3/8 each.
-COLLECTORS_SHARE = 1 / 4
-
-
 def engine_options(settings: Settings, collectors: int = 1) -> dict[str, Any]:
-    per_collector = settings.max_inflight_mb * 2**20 * COLLECTORS_SHARE / max(1, collectors)
     return {
         "batch_size": settings.batch_size,
         "flush_interval": settings.flush_interval,
         "max_pending_rows": settings.max_pending_rows,
-        "max_pending_bytes": max(1, int(per_collector)),
+        "max_pending_bytes": collector_budget_bytes(settings, collectors),
         "keep_raw": settings.raw_json,
         **settings.engine,
     }
@@ -53,6 +46,11 @@ def report_changes(previous: dict[str, dict], stats: list[dict]) -> None:
                 now["reconnects"],
                 now["last_error"],
             )
+
+
+def send_batch(out: Connection, worker: int, table: str, batch: Any) -> None:
+    out.send((BATCH, worker, table, batch.num_rows))
+    out.send_bytes(to_ipc(batch))
 
 
 def run(
@@ -77,7 +75,7 @@ def run(
     previous: dict[str, dict] = {}
     while not stop.is_set():
         for table, batch in collector.next_batches(0.2):
-            out.send((BATCH, worker, table, to_ipc(batch), batch.num_rows))
+            send_batch(out, worker, table, batch)
         if time.monotonic() >= next_stats:
             stats = collector.stats()
             report_changes(previous, stats)
@@ -94,7 +92,7 @@ def run(
             next_stats = time.monotonic() + STATS_EVERY
     last = collector.close()
     for table, batch in last:
-        out.send((BATCH, worker, table, to_ipc(batch), batch.num_rows))
+        send_batch(out, worker, table, batch)
     out.send((DONE, worker))
     out.close()
     log.info("collector %d closed; %d last batches handed over", worker, len(last))

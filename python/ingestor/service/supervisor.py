@@ -15,7 +15,7 @@ from multiprocessing.connection import Connection, wait
 from typing import Any
 
 from ingestor import sinks
-from ingestor.config import Account, Settings
+from ingestor.config import Account, Settings, relay_budget_bytes
 from ingestor.service import collector, lifeline
 from ingestor.service.downtime import downtime_events
 from ingestor.service.messages import (
@@ -90,12 +90,6 @@ def own_shard(settings: Settings) -> Settings:
         len(settings.accounts),
     )
     return replace(settings, accounts=mine)
-
-
-def relay_budget(settings: Settings) -> int:
-    """The bytes the supervisor may hold for the writer (see collector.COLLECTORS_SHARE):
-    what it holds the writer holds too, so half of what the collectors leave."""
-    return int(settings.max_inflight_mb * 2**20 * (1 - collector.COLLECTORS_SHARE) / 2)
 
 
 class CollectorHandle:
@@ -229,11 +223,11 @@ class Supervisor:
             [a.id for a in accounts],
             time.time_ns() // 1000,
         )
-        link = WriterLink(self.ctx, settings, budget_bytes=relay_budget(settings))
+        link = WriterLink(self.ctx, settings, budget_bytes=relay_budget_bytes(settings))
         link.on_restart = self._writer_died
         link.start()
         if downtime is not None:
-            link.send("connection_events", to_ipc(downtime), downtime.num_rows)
+            link.send("connection_events", to_ipc(downtime).to_pybytes(), downtime.num_rows)
         groups = shard(accounts, max(1, min(settings.workers, len(accounts))))
         handles = [CollectorHandle(i, group) for i, group in enumerate(groups)]
         self.collectors = len(handles)
@@ -371,7 +365,12 @@ class Supervisor:
             handle.last_heard = time.monotonic()
             kind = message[0]
             if kind == BATCH:
-                link.send(message[2], message[3], message[4])
+                try:
+                    payload = pipe.recv_bytes()  # sent right behind its header
+                except (EOFError, OSError):
+                    handle.pipe = None  # died between the two: the batch died with it
+                    continue
+                link.send(message[2], payload, message[3])
             elif kind == COLLECTOR_STATS:
                 self.status.collector(message[1], message[2], message[3], message[4])
                 self.telemetry.collector(message[1], message[2], message[3], message[4])

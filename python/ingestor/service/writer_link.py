@@ -45,9 +45,14 @@ RESTART_RESET_S = 60.0
 
 @dataclass
 class InFlight:
-    message: tuple
+    #: (BATCH, seq, table): sent before the payload.
+    header: tuple
+    payload: bytes
     rows: int
-    size: int
+
+    @property
+    def size(self) -> int:
+        return len(self.payload)
 
 
 class _Sender:
@@ -60,7 +65,7 @@ class _Sender:
         self.thread = threading.Thread(target=self._run, name="ingestor-writer-send", daemon=True)
         self.thread.start()
 
-    def put(self, message: tuple) -> None:
+    def put(self, message: tuple | InFlight) -> None:
         self.queue.put(message)
 
     def stop(self) -> None:
@@ -69,7 +74,11 @@ class _Sender:
     def _run(self) -> None:
         while (message := self.queue.get()) is not None:
             try:
-                self.conn.send(message)
+                if isinstance(message, InFlight):
+                    self.conn.send(message.header)
+                    self.conn.send_bytes(message.payload)
+                else:
+                    self.conn.send(message)
             except (OSError, ValueError):
                 break  # the writer is gone; the supervisor sees it die and starts another
         with contextlib.suppress(OSError):
@@ -131,7 +140,7 @@ class WriterLink:
         self._started_at = time.monotonic()
         self._restart_at = None
         for item in self.in_flight.values():
-            self._sender.put(item.message)
+            self._sender.put(item)
         if self.ending:
             self._sender.put((END,))
 
@@ -194,15 +203,15 @@ class WriterLink:
 
     # ---- batches -----------------------------------------------------------------------------
 
-    def send(self, table: str, ipc: bytes, rows: int) -> None:
+    def send(self, table: str, payload: bytes, rows: int) -> None:
         seq = self._next_seq
         self._next_seq += 1
-        item = InFlight((BATCH, seq, table, ipc), rows, len(ipc))
+        item = InFlight((BATCH, seq, table), payload, rows)
         self.in_flight[seq] = item
         self.bytes += item.size
         self.rows += rows
         if self._sender is not None:
-            self._sender.put(item.message)
+            self._sender.put(item)
 
     def full(self) -> bool:
         return self.bytes >= self.budget_bytes
@@ -261,7 +270,7 @@ class WriterLink:
             shard=self.settings.shard,
         )
         spool = store.spool
-        batches = [(item.message[2], from_ipc(item.message[3])) for item in self.in_flight.values()]
+        batches = [(item.header[2], from_ipc(item.payload)) for item in self.in_flight.values()]
         spool.put(batches)
         rows = self.rows
         self.in_flight.clear()
