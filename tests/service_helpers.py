@@ -129,9 +129,21 @@ class Run:
         with open_reader(self.sink, self.store) as con:
             return con.execute(sql).fetchall()
 
+    def stored_pushes(self) -> int:
+        """Pushes stored: distinct message ids of stream rows."""
+        return self.query(
+            "SELECT (SELECT count(DISTINCT message_id) FROM position_snapshots WHERE source='ws')"
+            " + (SELECT count(DISTINCT message_id) FROM wallet_snapshots WHERE source='ws')"
+        )[0][0]
+
     def latest(self) -> tuple[dict, dict]:
         with open_reader(self.sink, self.store) as con:
             return latest_state(con)
+
+
+def pushed(truth: dict) -> int:
+    """Pushes the simulator sent, by its truth."""
+    return sum(sum(topics.values()) for topics in truth["pushes"].values())
 
 
 def start_sim(

@@ -9,7 +9,6 @@ import socket
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 
 import pyarrow as pa
 import pytest
@@ -20,7 +19,7 @@ from ingestor.config import Account, Secret, Settings
 from ingestor.service import meter
 from ingestor.service.metrics import Telemetry, _ServiceCollector
 from tests.engine_helpers import wait_until
-from tests.service_helpers import Run, start_sim
+from tests.service_helpers import start_sim
 
 #: Series every captured account has, from its first stats on.
 PER_ACCOUNT = (
@@ -86,17 +85,6 @@ def assert_no_secret(texts: list[str], secrets: list[str]) -> None:
     for text in texts:
         for secret in secrets:
             assert secret not in text
-
-
-@pytest.fixture
-def stop_at_end() -> Iterator[list[Run]]:
-    runs: list[Run] = []
-    yield runs
-    for run in runs:  # a failed assertion must not leave processes behind
-        for process in (run.service, run.sim):
-            if process is not None and process.poll() is None:
-                process.kill()
-                process.communicate()
 
 
 def test_metrics_during_a_capture_with_dropped_connections(tmp_path, stop_at_end):

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.engine_helpers import differences, wait_until
-from tests.service_helpers import start_sim
+from tests.service_helpers import pushed, start_sim
 
 FAULTS = (
     "--drop-per-s", "0.2",
@@ -173,12 +173,7 @@ def test_sigterm_loses_nothing_the_collectors_decoded(tmp_path):
     service.send_signal(signal.SIGTERM)
     assert run.wait_service(timeout=60) == 0
     truth = run.finish_sim()
-    pushed = sum(sum(topics.values()) for topics in truth["pushes"].values())
-    stored = run.query(
-        "SELECT (SELECT count(DISTINCT message_id) FROM position_snapshots WHERE source='ws')"
-        " + (SELECT count(DISTINCT message_id) FROM wallet_snapshots WHERE source='ws')"
-    )[0][0]
-    assert stored == pushed
+    assert run.stored_pushes() == pushed(truth)
     assert differences(run.latest(), truth) == []
 
 

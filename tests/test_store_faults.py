@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests.engine_helpers import differences, wait_until
-from tests.service_helpers import Run, dump_stacks, start_sim
+from tests.service_helpers import Run, dump_stacks, pushed, start_sim
 from tests.test_metrics import free_port, get, scrape
 from tests.test_service import FAULTS
 
@@ -79,20 +79,9 @@ def stored_twice(run: Run) -> list[tuple]:
     )
 
 
-@pytest.fixture
-def runs() -> Iterator[list[Run]]:
-    started: list[Run] = []
-    yield started
-    for run in started:  # a failed assertion must not leave processes behind
-        for process in (run.service, run.sim):
-            if process is not None and process.poll() is None:
-                process.kill()
-                process.communicate()
-
-
-def test_a_killed_writer_is_restarted_and_nothing_is_lost(tmp_path, runs):
+def test_a_killed_writer_is_restarted_and_nothing_is_lost(tmp_path, stop_at_end):
     run = start_sim(tmp_path, accounts=10, seed=41, duration=7, faults=FAULTS)
-    runs.append(run)
+    stop_at_end.append(run)
     log = Log(run.start_service("--duration", "12"))
     assert log.wait_for(writer_pids, timeout=30)
     time.sleep(3)  # mid-run: batches in flight, commits going on
@@ -106,10 +95,10 @@ def test_a_killed_writer_is_restarted_and_nothing_is_lost(tmp_path, runs):
     assert stored_twice(run) == [(0,), (0,)]
 
 
-def test_sigterm_while_the_writer_is_dead_commits_everything(tmp_path, runs):
+def test_sigterm_while_the_writer_is_dead_commits_everything(tmp_path, stop_at_end):
     # Rows wait in the collectors until the drain (a flush interval longer than the run).
     run = start_sim(tmp_path, accounts=6, seed=42, duration=2, flush_interval=60)
-    runs.append(run)
+    stop_at_end.append(run)
     service = run.start_service()
     log = Log(service)
     assert log.wait_for(writer_pids, timeout=30)
@@ -118,18 +107,13 @@ def test_sigterm_while_the_writer_is_dead_commits_everything(tmp_path, runs):
     service.send_signal(signal.SIGTERM)
     assert finish(run, log, timeout=90) == 0, log.text[-3000:]
     truth = run.finish_sim()
-    pushed = sum(sum(topics.values()) for topics in truth["pushes"].values())
-    stored = run.query(
-        "SELECT (SELECT count(DISTINCT message_id) FROM position_snapshots WHERE source='ws')"
-        " + (SELECT count(DISTINCT message_id) FROM wallet_snapshots WHERE source='ws')"
-    )[0][0]
-    assert stored == pushed
+    assert run.stored_pushes() == pushed(truth)
     assert differences(run.latest(), truth) == []
 
 
-def test_an_exception_inside_a_commit_is_retried_and_loses_nothing(tmp_path, runs):
+def test_an_exception_inside_a_commit_is_retried_and_loses_nothing(tmp_path, stop_at_end):
     run = start_sim(tmp_path, accounts=5, seed=43, duration=4)
-    runs.append(run)
+    stop_at_end.append(run)
     run.env["INGESTOR_TEST_FAIL_COMMITS"] = "3"
     log = Log(run.start_service("--duration", "8"))
     assert finish(run, log) == 0, log.text[-3000:]
@@ -139,9 +123,9 @@ def test_an_exception_inside_a_commit_is_retried_and_loses_nothing(tmp_path, run
     assert differences(run.latest(), truth) == []
 
 
-def test_a_drain_the_store_cannot_take_spools_the_rest_for_the_next_start(tmp_path, runs):
+def test_a_drain_the_store_cannot_take_spools_the_rest_for_the_next_start(tmp_path, stop_at_end):
     run = start_sim(tmp_path, accounts=4, seed=44, duration=3)
-    runs.append(run)
+    stop_at_end.append(run)
     run.env["INGESTOR_TEST_FAIL_COMMITS"] = "1000000"
     run.env["INGESTOR_DRAIN_TIMEOUT"] = "3"
     log = Log(run.start_service("--duration", "5"))
@@ -160,9 +144,9 @@ def test_a_drain_the_store_cannot_take_spools_the_rest_for_the_next_start(tmp_pa
     assert differences(run.latest(), truth) == []
 
 
-def test_a_killed_supervisor_then_a_fresh_start_equals_the_truth(tmp_path, runs):
+def test_a_killed_supervisor_then_a_fresh_start_equals_the_truth(tmp_path, stop_at_end):
     run = start_sim(tmp_path, accounts=6, seed=45, duration=9, faults=FAULTS)
-    runs.append(run)
+    stop_at_end.append(run)
     service = run.start_service("--duration", "60")
     log = Log(service)
     assert log.wait_for(writer_pids, timeout=30)
@@ -177,9 +161,9 @@ def test_a_killed_supervisor_then_a_fresh_start_equals_the_truth(tmp_path, runs)
     assert stored_twice(run) == [(0,), (0,)]
 
 
-def test_a_damaged_store_file_is_refused_and_left_as_it_is(tmp_path, runs):
+def test_a_damaged_store_file_is_refused_and_left_as_it_is(tmp_path, stop_at_end):
     run = start_sim(tmp_path, accounts=2, seed=46, duration=1)
-    runs.append(run)
+    stop_at_end.append(run)
     damaged = b"this is not a DuckDB file\n" * 500
     run.store.write_bytes(damaged)
     log = Log(run.start_service("--duration", "3"))
@@ -270,10 +254,10 @@ def capture_through_a_fault(tmp_path: Path, runs: list[Run], seed: int, fault, u
         return log.text, seen
 
 
-def test_a_full_disk_makes_data_wait_and_loses_nothing(tmp_path, runs):
+def test_a_full_disk_makes_data_wait_and_loses_nothing(tmp_path, stop_at_end):
     text, seen = capture_through_a_fault(
         tmp_path,
-        runs,
+        stop_at_end,
         seed=47,
         fault=fill,
         undo=lambda disk, filler: filler.unlink(),
@@ -284,7 +268,7 @@ def test_a_full_disk_makes_data_wait_and_loses_nothing(tmp_path, runs):
     assert "readyz" in seen, seen
 
 
-def test_a_read_only_store_makes_data_wait_and_loses_nothing(tmp_path, runs):
+def test_a_read_only_store_makes_data_wait_and_loses_nothing(tmp_path, stop_at_end):
     def read_only(disk: Path) -> None:
         # Refused ("busy") while a file on it is open for writing: the writer holds the
         # DuckDB file only while a flush runs, so one of the tries falls between two.
@@ -298,7 +282,7 @@ def test_a_read_only_store_makes_data_wait_and_loses_nothing(tmp_path, runs):
         subprocess.run(["mount", "-o", "remount,rw", str(disk)], check=True, timeout=30)
 
     text, seen = capture_through_a_fault(
-        tmp_path, runs, seed=48, fault=read_only, undo=writable, held=10
+        tmp_path, stop_at_end, seed=48, fault=read_only, undo=writable, held=10
     )
     assert re.search(r"cannot commit \d+ rows to the duckdb store .*: permission", text), text
     assert seen.get("unhealthy") and "permission" in seen["kinds"], seen

@@ -3,8 +3,8 @@
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Decimal128Type, Int32Type, Int64Type, TimestampMicrosecondType};
 use arrow_array::{Array, RecordBatch};
-use ingestor_core::events::{ConnectionEvent, Event};
 use ingestor_core::decoder::rest_message_id;
+use ingestor_core::events::{ConnectionEvent, Event};
 use ingestor_core::{
     ControlFrame, Decoder, DecoderConfig, FrameOutcome, RestEndpoint, RestError, RestPage, Table,
 };
