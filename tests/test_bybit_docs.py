@@ -253,8 +253,16 @@ def decoded(name: str, line: bytes) -> dict[str, pa.RecordBatch]:
     return ingestor.decode([line], account_id=ACCOUNT, received_at=RECEIVED)
 
 
-def expected_rows(name: str, document: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
+def fnv1a(body: bytes) -> int:
+    hash_ = 0xCBF29CE484222325
+    for byte in body:
+        hash_ = ((hash_ ^ byte) * 0x100000001B3) % 2**64
+    return hash_
+
+
+def expected_rows(name: str, line: bytes) -> tuple[str, list[dict[str, Any]]]:
     """The table and the rows an independent reading of one line gives, every column."""
+    document = orjson.loads(line)
     if name in REST_FILES:
         unknown = set(document) - {"time"} - set(REST_ENVELOPE_NOT_COLUMNS)
         assert not unknown, f"{name}: envelope fields neither mapped nor listed: {unknown}"
@@ -262,7 +270,12 @@ def expected_rows(name: str, document: dict[str, Any]) -> tuple[str, list[dict[s
         unknown = set(result) - {"category"} - set(REST_RESULT_NOT_COLUMNS)
         assert not unknown, f"{name}: result fields neither mapped nor listed: {unknown}"
         elements = result["list"]
-        common = {"creation_ts": ms(document["time"]), "source": "rest", "message_id": None}
+        # A REST page's rows carry its own id: `rest:` and the FNV-1a hash of the body.
+        common = {
+            "creation_ts": ms(document["time"]),
+            "source": "rest",
+            "message_id": f"rest:{fnv1a(line):016x}",
+        }
         page_category = text(result.get("category"))
         topic = "position" if "position" in name else "wallet"
     else:
@@ -314,7 +327,7 @@ def test_every_line_decodes_without_a_reject(name, index):
     line = lines(name)[index]
     out = decoded(name, line)
     assert out["rejects"].num_rows == 0, out["rejects"].to_pylist()
-    table, rows = expected_rows(name, orjson.loads(line))
+    table, rows = expected_rows(name, line)
     assert out[table].num_rows == len(rows) > 0
     other = "wallet_snapshots" if table == "position_snapshots" else "position_snapshots"
     assert out[other].num_rows == 0
@@ -323,7 +336,7 @@ def test_every_line_decodes_without_a_reject(name, index):
 @pytest.mark.parametrize(("name", "index"), cases())
 def test_every_field_is_the_value_the_json_says(name, index):
     line = lines(name)[index]
-    table, want = expected_rows(name, orjson.loads(line))
+    table, want = expected_rows(name, line)
     got = decoded(name, line)[table].to_pylist()
     assert len(got) == len(want)
     for row, expected in zip(got, want, strict=True):
