@@ -13,14 +13,11 @@ ingestor --version
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 from pathlib import Path
 
 from ingestor import config
-
-LOG_FORMAT = "%(asctime)s %(levelname)s %(processName)s %(name)s: %(message)s"
 
 
 def program() -> str:
@@ -45,11 +42,9 @@ def version() -> str:
 
 
 def setup_logging(level: str) -> None:
-    import multiprocessing_logging
+    from ingestor.service import logs
 
-    logging.basicConfig(level=level.upper(), format=LOG_FORMAT, stream=sys.stderr)
-    # Every process's records go through one handler in this process, to one stream.
-    multiprocessing_logging.install_mp_handler()
+    logs.setup(level)
 
 
 def capture_parser() -> argparse.ArgumentParser:

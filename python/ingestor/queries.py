@@ -72,6 +72,51 @@ POSITION_ORDER = "exchange_ts DESC, seq DESC NULLS LAST, local_ts DESC"
 WALLET_ORDER = "exchange_ts DESC, local_ts DESC"
 
 
+@dataclass(frozen=True)
+class State:
+    """The current state of a history table: per key, its newest row by the views' order,
+    kept in a table of its own at every commit, in the commit's transaction (`merge_state`),
+    so `latest_*` cost what the state costs, not what the history costs."""
+
+    history: str
+    table: str
+    #: The view that answers from it.
+    view: str
+    key: str
+    order: str
+    #: The order as one comparable value: a row whose value is greater is newer. NULL seq
+    #: sorts last (oldest), as in `order`: a row comparison would rank NULL above all.
+    rank: str
+
+    def newer(self, a: str, b: str) -> str:
+        """SQL: row `a` is newer than row `b`."""
+        return f"{self.rank.format(r=a)} > {self.rank.format(r=b)}"
+
+    def on(self, a: str, b: str) -> str:
+        return " AND ".join(f"{a}.{k} = {b}.{k}" for k in self.key.split(", "))
+
+
+STATES: tuple[State, ...] = (
+    State(
+        "position_snapshots",
+        "position_state",
+        "latest_positions",
+        POSITION_KEY,
+        POSITION_ORDER,
+        "({r}.exchange_ts, coalesce({r}.seq, -9223372036854775808), {r}.local_ts)",
+    ),
+    State(
+        "wallet_snapshots",
+        "wallet_state",
+        "latest_wallets",
+        WALLET_KEY,
+        WALLET_ORDER,
+        "({r}.exchange_ts, {r}.local_ts)",
+    ),
+)
+STATE_OF: dict[str, State] = {s.history: s for s in STATES}
+
+
 def sql_type(arrow_type: pa.DataType) -> str:
     if pa.types.is_decimal(arrow_type):
         return f"DECIMAL({arrow_type.precision}, {arrow_type.scale})"
@@ -123,8 +168,11 @@ def add_columns(existing: dict[str, set[str]]) -> list[tuple[str, str]]:
     read NULL there. A new column that may not be NULL could not be added to rows that
     exist: refused."""
     statements = []
-    for name, schema in schemas().items():
-        if name not in TABLES or name not in existing:
+    all_schemas = schemas()
+    tables = {name: all_schemas[name] for name in TABLES}
+    tables |= {state.table: all_schemas[state.history] for state in STATES}
+    for name, schema in tables.items():
+        if name not in existing:
             continue
         for f in schema:
             if f.name in existing[name]:
@@ -144,13 +192,45 @@ def create_tables(compression: dict[str, str] | None = None) -> list[str]:
     return [create_table(name, all_schemas[name], compression) for name in TABLES]
 
 
+def create_state_tables(compression: dict[str, str] | None = None) -> list[str]:
+    all_schemas = schemas()
+    return [create_table(s.table, all_schemas[s.history], compression) for s in STATES]
+
+
+def build_state(state: State) -> str:
+    """The state from the whole history, once: for a store made before the state was kept."""
+    return f"""
+    INSERT INTO {state.table} BY NAME
+    SELECT * FROM {state.history}
+    QUALIFY row_number() OVER (PARTITION BY {state.key} ORDER BY {state.order}) = 1
+    """
+
+
+def merge_state(state: State, relation: str) -> str:
+    """Folds `relation` (the rows a commit inserted into the history) into the state: per
+    key, its newest row replaces the state's if newer, or is added. MERGE, not INSERT OR
+    REPLACE: a lake's tables have no keys, and DuckLake runs MERGE too. Measured: 20,000 keys
+    merged into a state of 20,000, ~6 ms a commit, no growth over 200 commits."""
+    return f"""
+    MERGE INTO {state.table} s
+    USING (
+        SELECT * FROM {relation}
+        QUALIFY row_number() OVER (PARTITION BY {state.key} ORDER BY {state.order}) = 1
+    ) c
+    ON ({state.on("s", "c")})
+    WHEN MATCHED AND {state.newer("c", "s")} THEN UPDATE BY NAME
+    WHEN NOT MATCHED THEN INSERT BY NAME
+    """
+
+
 #: The reason of the `disconnected` event a start records for an account the store last saw
 #: without a clean stop (the service killed, crashed, the box down): see service/downtime.py.
 #: The `gaps` view knows it by this text, so it must not change once stores hold it.
 DOWNTIME_REASON = "service not running: the previous run recorded no clean stop"
 
 #: Views: plain SQL over the tables, stored with them (a DuckLake catalog keeps them too).
-STORED_VIEWS: list[str] = [
+#: `latest_*` by their definition, over the whole history (see STATE_VIEWS).
+DEFINED_LATEST: list[str] = [
     f"""
     CREATE OR REPLACE VIEW latest_positions AS
     SELECT * FROM position_snapshots
@@ -161,6 +241,9 @@ STORED_VIEWS: list[str] = [
     SELECT * FROM wallet_snapshots
     QUALIFY row_number() OVER (PARTITION BY {WALLET_KEY} ORDER BY {WALLET_ORDER}) = 1
     """,
+]
+
+GAPS_VIEW: list[str] = [
     # A gap opens at the first `disconnected` after the account was subscribed and closes at
     # the next `subscribed`; failed reconnects in between belong to the same gap. An open gap
     # has no end. A downtime record (`DOWNTIME_REASON`) opens one too when none is open yet:
@@ -196,6 +279,18 @@ STORED_VIEWS: list[str] = [
     ORDER BY s.account_id, s.start_ts
     """,
 ]
+
+#: Views stored with the tables (a DuckLake catalog keeps them too), by their definitions.
+STORED_VIEWS: list[str] = DEFINED_LATEST + GAPS_VIEW
+
+
+#: Where a store keeps the state, `latest_*` read it instead of their definitions (which a
+#: Parquet tree's catalog keeps: it has no transaction to keep a state in).
+STATE_VIEWS: list[str] = [
+    f"CREATE OR REPLACE VIEW {s.view} AS SELECT * FROM {s.table}" for s in STATES
+]
+#: The views of a store that keeps the state.
+STATE_STORED_VIEWS: list[str] = STATE_VIEWS + GAPS_VIEW
 
 
 def macros(temporary: bool = False) -> list[str]:

@@ -51,10 +51,14 @@ def group_by_table(batches: Batches) -> dict[str, pa.Table]:
     return {name: pa.Table.from_batches(parts) for name, parts in grouped.items()}
 
 
-def insert_new(con: duckdb.DuckDBPyConnection, name: str, rows: pa.Table) -> int:
+def insert_new(
+    con: duckdb.DuckDBPyConnection, name: str, rows: pa.Table, *, state: bool = False
+) -> int:
     """Inserts `rows` into table `name` inside the caller's transaction, without the rows the
     table already holds (a replayed push, a batch delivered again to a restarted writer) or
-    repeats within `rows` (`queries.DEDUP`); returns the number of rows inserted.
+    repeats within `rows` (`queries.DEDUP`); returns the number of rows inserted. With
+    `state`, the inserted rows are folded into the table's current state too (same
+    transaction).
 
     DuckDB finds the new rows from the key columns alone; the rows are then inserted from
     Arrow as they are (all of them, the common case) or as Arrow's `take` of the new ones."""
@@ -84,15 +88,21 @@ def insert_new(con: duckdb.DuckDBPyConnection, name: str, rows: pa.Table) -> int
     con.register("incoming", rows)
     try:
         # DuckDB answers an INSERT with the number of rows it inserted.
-        return con.execute(queries.insert_rows(name, "incoming")).fetchone()[0]
+        inserted = con.execute(queries.insert_rows(name, "incoming")).fetchone()[0]
+        if state and name in queries.STATE_OF:
+            con.execute(queries.merge_state(queries.STATE_OF[name], "incoming"))
+        return inserted
     finally:
         con.unregister("incoming")
 
 
-def create_or_migrate(con: duckdb.DuckDBPyConnection, statements: list[str]) -> list[str]:
+def create_or_migrate(
+    con: duckdb.DuckDBPyConnection, statements: list[str], *, build_state: bool = False
+) -> list[str]:
     """Runs the store's CREATE statements, after adding to tables that exist (made by an
     earlier version) the columns today's schemas have and they lack; returns the columns
-    added, as `table.column`."""
+    added, as `table.column`. `build_state`: the statements create the state tables; one
+    that is new is built from the history once (a store made before the state was kept)."""
     existing: dict[str, set[str]] = {}
     for table, column in con.execute(queries.TABLE_COLUMNS).fetchall():
         existing.setdefault(table, set()).add(column)
@@ -101,6 +111,11 @@ def create_or_migrate(con: duckdb.DuckDBPyConnection, statements: list[str]) -> 
         con.execute(statement)
     for statement in statements:
         con.execute(statement)
+    if build_state:
+        for s in queries.STATES:
+            if s.table not in existing and s.history in existing:
+                log.info("building %s from the history, once", s.table)
+                con.execute(queries.build_state(s))
     names = [name for name, _ in added]
     if names:
         log.warning(

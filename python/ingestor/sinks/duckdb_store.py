@@ -88,8 +88,13 @@ class AttachedFile:
 
 
 class DuckDBStore:
-    def __init__(self, path: str | Path, *, spool_dir: str | Path | None = None) -> None:
+    def __init__(
+        self, path: str | Path, *, spool_dir: str | Path | None = None, state: bool = True
+    ) -> None:
         self.path = Path(path)
+        #: Keep the current state at every commit (`queries.STATES`); off only to measure
+        #: what keeping it costs (`make bench-queries`).
+        self.keep_state = state
         self.file = AttachedFile(self.path)
         self.spool = Spool(Path(spool_dir) if spool_dir else self.path.with_suffix(".spool"))
         self._busy_since_warning = False
@@ -98,7 +103,14 @@ class DuckDBStore:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self.file.attached() as con:
             con.execute("BEGIN")
-            create_or_migrate(con, queries.create_tables(queries.FILE_COMPRESSION) + queries.VIEWS)
+            compression = queries.FILE_COMPRESSION
+            statements = queries.create_tables(compression)
+            if self.keep_state:
+                statements += queries.create_state_tables(compression)
+                statements += queries.STATE_STORED_VIEWS
+            else:
+                statements += queries.STORED_VIEWS
+            create_or_migrate(con, statements + queries.macros(), build_state=self.keep_state)
             con.execute("COMMIT")
 
     def write(self, batches: Batches) -> int:
@@ -165,7 +177,7 @@ class DuckDBStore:
                 for name in queries.TABLES:
                     if name not in tables:
                         continue
-                    rows += insert_new(con, name, tables[name])
+                    rows += insert_new(con, name, tables[name], state=self.keep_state)
                 con.execute("COMMIT")
             except BaseException:
                 # A COMMIT that failed has already ended the transaction ("cannot rollback -

@@ -218,7 +218,8 @@ class DuckLakeStore:
             # finds the tables there.
             con.execute("BEGIN")
             try:
-                create_or_migrate(con, queries.create_tables() + queries.STORED_VIEWS)
+                statements = queries.create_tables() + queries.create_state_tables()
+                create_or_migrate(con, statements + queries.STATE_STORED_VIEWS, build_state=True)
                 con.execute("COMMIT")
             except BaseException:
                 self._rollback()
@@ -310,7 +311,7 @@ class DuckLakeStore:
                     continue
                 # The anti-join reads the lake's own rows: a replayed push is stored once,
                 # as in the DuckDB store.
-                rows += insert_new(con, name, tables[name])
+                rows += insert_new(con, name, tables[name], state=True)
             con.execute(
                 f"CALL {LAKE}.set_commit_message(?, ?)", [self.author, f"flush: {rows} rows"]
             )
