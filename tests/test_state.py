@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import orjson
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -104,12 +105,42 @@ def defined(state: queries.State) -> str:
     )
 
 
+def same(con, shipped: str, definition: str, what: str) -> None:
+    kept = con.execute(shipped).fetchall()
+    want = con.execute(definition).fetchall()
+    assert sorted(map(repr, kept)) == sorted(map(repr, want)), what
+
+
 def assert_state_is_the_definition(kind: str, path: Path) -> None:
     with open_reader(kind, path) as con:
         for state in queries.STATES:
-            kept = con.execute(f"SELECT * FROM {state.view}").fetchall()
-            want = con.execute(defined(state)).fetchall()
-            assert sorted(map(repr, kept)) == sorted(map(repr, want)), state.view
+            same(con, f"SELECT * FROM {state.view}", defined(state), state.view)
+            # Every instant a row has, just before and after it, and before and after all.
+            instants = {
+                BASE_MS - 1,
+                BASE_MS + 11 * 86_400_000,
+                *(
+                    round(ts.timestamp() * 1000) + d
+                    for (ts,) in con.execute(
+                        f"SELECT DISTINCT exchange_ts FROM {state.history}"
+                    ).fetchall()
+                    for d in (-1, 0, 1)
+                ),
+            }
+            # Spread over the history: its first and last, and every fourth between.
+            for ms in sorted(instants)[::4] + [max(instants)]:
+                t = f"make_timestamptz({ms * 1000}::BIGINT)"
+                definition = (
+                    f"SELECT * FROM {state.history} WHERE exchange_ts <= {t} QUALIFY "
+                    f"row_number() OVER (PARTITION BY {state.key} ORDER BY {state.order}) = 1"
+                )
+                same(con, f"SELECT * FROM {state.asof}({t})", definition, f"{state.asof} {ms}")
+
+
+@pytest.fixture(autouse=True)
+def checkpoint_often(monkeypatch):
+    """Checkpoints every few rows, so random histories cross many of them, late rows too."""
+    monkeypatch.setattr(queries, "CHECKPOINT_ROWS", 3)
 
 
 def capture(kind: str, history: list[list[tuple]]) -> None:
@@ -126,13 +157,13 @@ def capture(kind: str, history: list[list[tuple]]) -> None:
         shutil.rmtree(folder)
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(histories)
 def test_the_duckdb_state_is_the_definition_over_any_history(history):
     capture("duckdb", history)
 
 
-@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(histories)
 def test_the_lake_state_is_the_definition_over_any_history(history):
     capture("ducklake", history)
@@ -155,3 +186,7 @@ def test_a_store_made_before_the_state_gets_it_built_once(tmp_path):
     assert_state_is_the_definition("duckdb", path)
     with open_reader("duckdb", path) as con:
         assert con.execute("SELECT count(*) FROM position_state").fetchone() == (2,)
+        # Its first checkpoint, built from the whole history at start (the wallet history is
+        # shorter than CHECKPOINT_ROWS: none yet).
+        made = con.execute(f"SELECT history FROM {queries.CHECKPOINTS}").fetchall()
+        assert made == [("position_snapshots",)]

@@ -82,6 +82,9 @@ class State:
     table: str
     #: The view that answers from it.
     view: str
+    #: The state at chosen instants (`CHECKPOINTS`), and the macro that answers from them.
+    checkpoints: str
+    asof: str
     key: str
     order: str
     #: The order as one comparable value: a row whose value is greater is newer. NULL seq
@@ -101,6 +104,8 @@ STATES: tuple[State, ...] = (
         "position_snapshots",
         "position_state",
         "latest_positions",
+        "position_checkpoints",
+        "positions_asof",
         POSITION_KEY,
         POSITION_ORDER,
         "({r}.exchange_ts, coalesce({r}.seq, -9223372036854775808), {r}.local_ts)",
@@ -109,6 +114,8 @@ STATES: tuple[State, ...] = (
         "wallet_snapshots",
         "wallet_state",
         "latest_wallets",
+        "wallet_checkpoints",
+        "wallets_asof",
         WALLET_KEY,
         WALLET_ORDER,
         "({r}.exchange_ts, {r}.local_ts)",
@@ -171,6 +178,7 @@ def add_columns(existing: dict[str, set[str]]) -> list[tuple[str, str]]:
     all_schemas = schemas()
     tables = {name: all_schemas[name] for name in TABLES}
     tables |= {state.table: all_schemas[state.history] for state in STATES}
+    tables |= {state.checkpoints: all_schemas[state.history] for state in STATES}
     for name, schema in tables.items():
         if name not in existing:
             continue
@@ -195,6 +203,82 @@ def create_tables(compression: dict[str, str] | None = None) -> list[str]:
 def create_state_tables(compression: dict[str, str] | None = None) -> list[str]:
     all_schemas = schemas()
     return [create_table(s.table, all_schemas[s.history], compression) for s in STATES]
+
+
+#: Which checkpoints exist: (history table, instant). A checkpoint holds, for every key, the
+#: newest row with exchange_ts at or before its instant: `*_asof(T)` reads the latest one at
+#: or before T and only the history rows after it (up to T), which the table's zone maps on
+#: exchange_ts find without reading the rest (a bound taken from this table by a subquery
+#: still reaches the scan as a filter: 2.8 ms against 26 ms for a full scan of 20 M rows).
+CHECKPOINTS = "state_checkpoints"
+
+#: A checkpoint is made when this many history rows have come after the last one: the work
+#: of an `*_asof` is then at most these rows (and the late rows among them), and the
+#: checkpoints cost (state size) / CHECKPOINT_ROWS of the history's rows in space (20,000
+#: keys: 2%).
+CHECKPOINT_ROWS = 1_000_000
+
+
+def create_checkpoint_tables() -> list[str]:
+    all_schemas = schemas()
+    instant = pa.field("checkpoint_ts", pa.timestamp("us", "UTC"), nullable=False)
+    tables = [
+        create_table(s.checkpoints, all_schemas[s.history].insert(0, instant)) for s in STATES
+    ]
+    return [
+        *tables,
+        f"""CREATE TABLE IF NOT EXISTS {CHECKPOINTS} (
+            history VARCHAR NOT NULL, checkpoint_ts TIMESTAMPTZ NOT NULL)""",
+    ]
+
+
+def last_checkpoint(state: State) -> str:
+    """The latest checkpoint's instant (NULL before the first) and how many history rows have
+    come after it, and the newest of them."""
+    return f"""
+    WITH c AS (SELECT max(checkpoint_ts) AS ts FROM {CHECKPOINTS} WHERE history = '{state.history}')
+    SELECT (SELECT ts FROM c), count(*), max(exchange_ts) FROM {state.history}
+    WHERE exchange_ts > coalesce((SELECT ts FROM c), '-infinity'::TIMESTAMPTZ)
+    """
+
+
+def make_checkpoint(state: State) -> list[str]:
+    """The checkpoint at instant $1 from the one before it ($2, NULL for the first) and the
+    history rows between the two; the statements take (instant, previous) as parameters."""
+    return [
+        f"""
+        INSERT INTO {state.checkpoints} BY NAME
+        SELECT $1::TIMESTAMPTZ AS checkpoint_ts, * FROM (
+            SELECT * EXCLUDE (checkpoint_ts) FROM {state.checkpoints} WHERE checkpoint_ts = $2
+            UNION ALL BY NAME
+            SELECT * FROM {state.history}
+            WHERE exchange_ts > coalesce($2::TIMESTAMPTZ, '-infinity'::TIMESTAMPTZ)
+              AND exchange_ts <= $1
+        )
+        QUALIFY row_number() OVER (PARTITION BY {state.key} ORDER BY {state.order}) = 1
+        """,
+        f"INSERT INTO {CHECKPOINTS} VALUES ('{state.history}', $1)",
+    ]
+
+
+def patch_checkpoints(state: State, relation: str) -> str:
+    """Folds a commit's rows into every checkpoint they are older than: a late row (a REST
+    resync carries the position's updatedTime, which can be days old) changes the state at
+    instants already checkpointed, and each must stay the definition. An on-time row is
+    newer than every checkpoint and joins none."""
+    return f"""
+    MERGE INTO {state.checkpoints} k
+    USING (
+        SELECT c.checkpoint_ts, r.* FROM {relation} r
+        JOIN {CHECKPOINTS} c ON c.history = '{state.history}' AND r.exchange_ts <= c.checkpoint_ts
+        QUALIFY row_number() OVER (
+            PARTITION BY c.checkpoint_ts, {", ".join("r." + k for k in state.key.split(", "))}
+            ORDER BY {", ".join("r." + o for o in state.order.split(", "))}) = 1
+    ) p
+    ON (k.checkpoint_ts = p.checkpoint_ts AND {state.on("k", "p")})
+    WHEN MATCHED AND {state.newer("p", "k")} THEN UPDATE BY NAME
+    WHEN NOT MATCHED THEN INSERT BY NAME
+    """
 
 
 def build_state(state: State) -> str:
@@ -293,11 +377,14 @@ STATE_VIEWS: list[str] = [
 STATE_STORED_VIEWS: list[str] = STATE_VIEWS + GAPS_VIEW
 
 
-def macros(temporary: bool = False) -> list[str]:
+def macros(temporary: bool = False, state: bool = False) -> list[str]:
     """The table macros. DuckLake cannot store functions, so a lake's readers create them as
-    TEMP macros on their own connection; a DuckDB file stores them."""
+    TEMP macros on their own connection; a DuckDB file stores them. With `state`, `*_asof`
+    read the checkpoints (the store keeps them); without, their definitions."""
     scope = "TEMP MACRO" if temporary else "MACRO"
-    return [statement.replace("MACRO", scope, 1) for statement in _MACROS]
+    return [
+        statement.replace("MACRO", scope, 1) for statement in (_STATE_MACROS if state else _MACROS)
+    ]
 
 
 _MACROS: list[str] = [
@@ -314,6 +401,31 @@ _MACROS: list[str] = [
     QUALIFY row_number() OVER (PARTITION BY {WALLET_KEY} ORDER BY {WALLET_ORDER}) = 1
     """,
 ]
+
+
+def _asof_from_checkpoints(state: State) -> str:
+    # The latest checkpoint at or before the instant, and the history after it up to the
+    # instant: the same rows as the definition, since a checkpoint is the definition at its
+    # instant (late rows patch it in their commit).
+    return f"""
+    CREATE OR REPLACE MACRO {state.asof}(instant) AS TABLE
+    WITH c AS (
+        SELECT max(checkpoint_ts) AS ts FROM {CHECKPOINTS}
+        WHERE history = '{state.history}' AND checkpoint_ts <= instant
+    )
+    SELECT * FROM (
+        SELECT * EXCLUDE (checkpoint_ts) FROM {state.checkpoints}
+        WHERE checkpoint_ts = (SELECT ts FROM c)
+        UNION ALL BY NAME
+        SELECT * FROM {state.history}
+        WHERE exchange_ts > coalesce((SELECT ts FROM c), '-infinity'::TIMESTAMPTZ)
+          AND exchange_ts <= instant
+    )
+    QUALIFY row_number() OVER (PARTITION BY {state.key} ORDER BY {state.order}) = 1
+    """
+
+
+_STATE_MACROS: list[str] = [_asof_from_checkpoints(s) for s in STATES]
 
 #: Everything a store ships: views and table macros.
 VIEWS: list[str] = STORED_VIEWS + macros()

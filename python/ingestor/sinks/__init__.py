@@ -91,9 +91,23 @@ def insert_new(
         inserted = con.execute(queries.insert_rows(name, "incoming")).fetchone()[0]
         if state and name in queries.STATE_OF:
             con.execute(queries.merge_state(queries.STATE_OF[name], "incoming"))
+            con.execute(queries.patch_checkpoints(queries.STATE_OF[name], "incoming"))
         return inserted
     finally:
         con.unregister("incoming")
+
+
+def checkpoint_if_due(con: duckdb.DuckDBPyConnection, rows: int | None = None) -> None:
+    """Inside a commit (or the store's creation): a checkpoint of each state at its history's
+    newest instant once `rows` (queries.CHECKPOINT_ROWS) have come after the last one. The
+    first one of a store made before reads the whole history, once."""
+    rows = queries.CHECKPOINT_ROWS if rows is None else rows
+    for state in queries.STATES:
+        last, after, newest = con.execute(queries.last_checkpoint(state)).fetchone()
+        if after >= rows and newest is not None:
+            make, record = queries.make_checkpoint(state)
+            con.execute(make, [newest, last])
+            con.execute(record, [newest])
 
 
 def create_or_migrate(
@@ -116,6 +130,7 @@ def create_or_migrate(
             if s.table not in existing and s.history in existing:
                 log.info("building %s from the history, once", s.table)
                 con.execute(queries.build_state(s))
+        checkpoint_if_due(con)
     names = [name for name, _ in added]
     if names:
         log.warning(

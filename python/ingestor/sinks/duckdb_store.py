@@ -17,6 +17,7 @@ from ingestor import queries
 from ingestor.sinks import (
     WRITER_DUCKDB_CONFIG,
     Batches,
+    checkpoint_if_due,
     create_or_migrate,
     group_by_table,
     insert_new,
@@ -107,10 +108,12 @@ class DuckDBStore:
             statements = queries.create_tables(compression)
             if self.keep_state:
                 statements += queries.create_state_tables(compression)
+                statements += queries.create_checkpoint_tables()
                 statements += queries.STATE_STORED_VIEWS
             else:
                 statements += queries.STORED_VIEWS
-            create_or_migrate(con, statements + queries.macros(), build_state=self.keep_state)
+            statements += queries.macros(state=self.keep_state)
+            create_or_migrate(con, statements, build_state=self.keep_state)
             con.execute("COMMIT")
 
     def write(self, batches: Batches) -> int:
@@ -178,6 +181,8 @@ class DuckDBStore:
                     if name not in tables:
                         continue
                     rows += insert_new(con, name, tables[name], state=self.keep_state)
+                if self.keep_state:
+                    checkpoint_if_due(con)
                 con.execute("COMMIT")
             except BaseException:
                 # A COMMIT that failed has already ended the transaction ("cannot rollback -

@@ -27,6 +27,7 @@ from ingestor import queries
 from ingestor.sinks import (
     WRITER_DUCKDB_CONFIG,
     Batches,
+    checkpoint_if_due,
     create_or_migrate,
     group_by_table,
     insert_new,
@@ -150,7 +151,7 @@ def open_reader(path: str | Path) -> duckdb.DuckDBPyConnection:
     """A read-only connection to the lake with the views (stored in the lake) and the table
     macros (created here: DuckLake stores no functions)."""
     con = connect(lake(path), read_only=True)
-    for statement in queries.macros(temporary=True):
+    for statement in queries.macros(temporary=True, state=True):
         con.execute(statement)
     return con
 
@@ -219,6 +220,7 @@ class DuckLakeStore:
             con.execute("BEGIN")
             try:
                 statements = queries.create_tables() + queries.create_state_tables()
+                statements += queries.create_checkpoint_tables()
                 create_or_migrate(con, statements + queries.STATE_STORED_VIEWS, build_state=True)
                 con.execute("COMMIT")
             except BaseException:
@@ -312,6 +314,7 @@ class DuckLakeStore:
                 # The anti-join reads the lake's own rows: a replayed push is stored once,
                 # as in the DuckDB store.
                 rows += insert_new(con, name, tables[name], state=True)
+            checkpoint_if_due(con)
             con.execute(
                 f"CALL {LAKE}.set_commit_message(?, ?)", [self.author, f"flush: {rows} rows"]
             )
