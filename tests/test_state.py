@@ -128,13 +128,30 @@ def assert_state_is_the_definition(kind: str, path: Path) -> None:
                 ),
             }
             # Spread over the history: its first and last, and every fourth between.
-            for ms in sorted(instants)[::4] + [max(instants)]:
+            for ms in [*sorted(instants)[::4], max(instants)]:
                 t = f"make_timestamptz({ms * 1000}::BIGINT)"
                 definition = (
                     f"SELECT * FROM {state.history} WHERE exchange_ts <= {t} QUALIFY "
                     f"row_number() OVER (PARTITION BY {state.key} ORDER BY {state.order}) = 1"
                 )
                 same(con, f"SELECT * FROM {state.asof}({t})", definition, f"{state.asof} {ms}")
+        # The time series: every instant's row is that instant's wallets_asof row.
+        day = 86_400_000
+        ranges = (
+            (BASE_MS - 1, BASE_MS + 11 * day, "1 day"),
+            (BASE_MS + 3 * day, BASE_MS + 4 * day, "5 hours"),
+        )
+        for start, stop, step in ranges:
+            first, last = (f"make_timestamptz({ms * 1000}::BIGINT)" for ms in (start, stop))
+            series = f"SELECT * FROM wallets_every({first}, {last}, INTERVAL '{step}')"
+            definition = f"""
+                SELECT i.instant, w.* FROM (SELECT unnest(generate_series({first}, {last},
+                    INTERVAL '{step}')) AS instant) i, LATERAL (
+                    SELECT * FROM wallet_snapshots WHERE exchange_ts <= i.instant
+                    QUALIFY row_number() OVER (PARTITION BY {queries.WALLET_KEY}
+                                               ORDER BY {queries.WALLET_ORDER}) = 1) w
+            """
+            same(con, series, definition, f"wallets_every {step}")
 
 
 @pytest.fixture(autouse=True)

@@ -383,7 +383,8 @@ def macros(temporary: bool = False, state: bool = False) -> list[str]:
     read the checkpoints (the store keeps them); without, their definitions."""
     scope = "TEMP MACRO" if temporary else "MACRO"
     return [
-        statement.replace("MACRO", scope, 1) for statement in (_STATE_MACROS if state else _MACROS)
+        statement.replace("MACRO", scope, 1)
+        for statement in (_STATE_MACROS if state else _DEFINED_MACROS)
     ]
 
 
@@ -425,7 +426,51 @@ def _asof_from_checkpoints(state: State) -> str:
     """
 
 
-_STATE_MACROS: list[str] = [_asof_from_checkpoints(s) for s in STATES]
+def _wallets_every(checkpoints: bool) -> str:
+    """One row per account, account type, coin and instant from `start_ts` to `stop_ts` every
+    `step` (an INTERVAL): that instant's `wallets_asof` row, with the instant in front. One
+    ASOF JOIN of the grid of keys and instants with the history of the range, started from
+    the checkpoint at or before `start_ts` (where the store keeps them), so its cost follows
+    the range asked for. Rows tied on exchange_ts keep the latest arrival first, as the
+    views' order does (an ASOF JOIN alone would take either)."""
+    state = STATE_OF["wallet_snapshots"]
+    if checkpoints:
+        source = f"""
+        c AS (
+            SELECT max(checkpoint_ts) AS ts FROM {CHECKPOINTS}
+            WHERE history = '{state.history}' AND checkpoint_ts <= start_ts
+        ),
+        history AS (
+            SELECT * EXCLUDE (checkpoint_ts) FROM {state.checkpoints}
+            WHERE checkpoint_ts = (SELECT ts FROM c)
+            UNION ALL BY NAME
+            SELECT * FROM {state.history}
+            WHERE exchange_ts > coalesce((SELECT ts FROM c), '-infinity'::TIMESTAMPTZ)
+              AND exchange_ts <= stop_ts
+        )"""
+    else:
+        source = f"history AS (SELECT * FROM {state.history} WHERE exchange_ts <= stop_ts)"
+    return f"""
+    CREATE OR REPLACE MACRO wallets_every(start_ts, stop_ts, step) AS TABLE
+    WITH {source},
+    newest AS (
+        SELECT * FROM history
+        QUALIFY row_number() OVER (
+            PARTITION BY {state.key}, exchange_ts ORDER BY local_ts DESC) = 1
+    ),
+    instants AS (
+        SELECT unnest(generate_series(start_ts::TIMESTAMPTZ, stop_ts::TIMESTAMPTZ, step))
+            AS instant
+    ),
+    grid AS (SELECT * FROM (SELECT DISTINCT {state.key} FROM newest) CROSS JOIN instants)
+    SELECT g.instant, w.* FROM grid g
+    ASOF JOIN newest w
+      ON {state.on("g", "w")} AND g.instant >= w.exchange_ts
+    """
+
+
+_STATE_MACROS: list[str] = [_asof_from_checkpoints(s) for s in STATES] + [_wallets_every(True)]
+_DEFINED_MACROS: list[str] = [*_MACROS, _wallets_every(False)]
 
 #: Everything a store ships: views and table macros.
 VIEWS: list[str] = STORED_VIEWS + macros()
