@@ -404,24 +404,33 @@ _MACROS: list[str] = [
 ]
 
 
-def _asof_from_checkpoints(state: State) -> str:
-    # The latest checkpoint at or before the instant, and the history after it up to the
-    # instant: the same rows as the definition, since a checkpoint is the definition at its
-    # instant (late rows patch it in their commit).
+def _since_checkpoint(state: State, at: str, until: str) -> str:
+    """CTEs: `c`, the latest checkpoint at or before `at`, and `history`, its rows and the
+    history's after it up to `until`: every row `*_asof` needs for an instant in [at, until],
+    read without the rest of the history (the bound from `c` reaches the scan as a zone-map
+    filter)."""
     return f"""
-    CREATE OR REPLACE MACRO {state.asof}(instant) AS TABLE
-    WITH c AS (
+    c AS (
         SELECT max(checkpoint_ts) AS ts FROM {CHECKPOINTS}
-        WHERE history = '{state.history}' AND checkpoint_ts <= instant
-    )
-    SELECT * FROM (
+        WHERE history = '{state.history}' AND checkpoint_ts <= {at}
+    ),
+    history AS (
         SELECT * EXCLUDE (checkpoint_ts) FROM {state.checkpoints}
         WHERE checkpoint_ts = (SELECT ts FROM c)
         UNION ALL BY NAME
         SELECT * FROM {state.history}
         WHERE exchange_ts > coalesce((SELECT ts FROM c), '-infinity'::TIMESTAMPTZ)
-          AND exchange_ts <= instant
-    )
+          AND exchange_ts <= {until}
+    )"""
+
+
+def _asof_from_checkpoints(state: State) -> str:
+    # The same rows as the definition, since a checkpoint is the definition at its instant
+    # (late rows patch it in their commit).
+    return f"""
+    CREATE OR REPLACE MACRO {state.asof}(instant) AS TABLE
+    WITH {_since_checkpoint(state, "instant", "instant")}
+    SELECT * FROM history
     QUALIFY row_number() OVER (PARTITION BY {state.key} ORDER BY {state.order}) = 1
     """
 
@@ -435,19 +444,7 @@ def _wallets_every(checkpoints: bool) -> str:
     views' order does (an ASOF JOIN alone would take either)."""
     state = STATE_OF["wallet_snapshots"]
     if checkpoints:
-        source = f"""
-        c AS (
-            SELECT max(checkpoint_ts) AS ts FROM {CHECKPOINTS}
-            WHERE history = '{state.history}' AND checkpoint_ts <= start_ts
-        ),
-        history AS (
-            SELECT * EXCLUDE (checkpoint_ts) FROM {state.checkpoints}
-            WHERE checkpoint_ts = (SELECT ts FROM c)
-            UNION ALL BY NAME
-            SELECT * FROM {state.history}
-            WHERE exchange_ts > coalesce((SELECT ts FROM c), '-infinity'::TIMESTAMPTZ)
-              AND exchange_ts <= stop_ts
-        )"""
+        source = _since_checkpoint(state, "start_ts", "stop_ts")
     else:
         source = f"history AS (SELECT * FROM {state.history} WHERE exchange_ts <= stop_ts)"
     return f"""
