@@ -11,6 +11,7 @@ import os
 import re
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -21,7 +22,7 @@ import pytest
 from tests.engine_helpers import differences, wait_until
 from tests.service_helpers import Run, dump_stacks, pushed, start_sim
 from tests.test_metrics import free_port, get, scrape
-from tests.test_service import FAULTS
+from tests.test_service import FAULTS, HOLD
 
 WRITER_STARTED = re.compile(r"writer process (\d+) starting")
 
@@ -109,6 +110,35 @@ def test_sigterm_while_the_writer_is_dead_commits_everything(tmp_path, stop_at_e
     truth = run.finish_sim()
     assert run.stored_pushes() == pushed(truth)
     assert differences(run.latest(), truth) == []
+
+
+def test_what_was_spooled_before_the_writer_died_is_committed_after_it_restarts(
+    tmp_path, stop_at_end
+):
+    run = start_sim(tmp_path, accounts=5, seed=49, duration=9)
+    stop_at_end.append(run)
+    log = Log(run.start_service("--duration", "14"))
+    assert wait_until(run.store.exists, timeout=30)
+    time.sleep(1.5)
+    reader = subprocess.Popen(
+        [sys.executable, "-c", HOLD.replace("time.sleep(3)", "time.sleep(5)"), str(run.store)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert reader.stdout.readline().strip() == "holding"
+        spool = run.store.with_suffix(".spool")
+        assert wait_until(lambda: any(spool.glob("*.arrow")), timeout=10), log.text
+        os.kill(writer_pids(log.text)[0], signal.SIGKILL)
+    finally:
+        reader.wait(timeout=30)
+    assert finish(run, log) == 0, log.text[-3000:]
+    assert "the writer died (killed by SIGKILL)" in log.text
+    assert "spool drained" in log.text
+    assert not any(spool.glob("*.arrow"))
+    truth = run.finish_sim()
+    assert differences(run.latest(), truth) == []
+    assert stored_twice(run) == [(0,), (0,)]
 
 
 def test_an_exception_inside_a_commit_is_retried_and_loses_nothing(tmp_path, stop_at_end):
