@@ -55,18 +55,22 @@ impl KnownPositions {
         note(&mut open, category, symbol, position_idx, is_open);
     }
 
-    /// Symbols of `category` with a position last seen open.
-    pub fn open_symbols(&self, category: &str) -> Vec<String> {
+    /// The positions of `category` last seen open, as (symbol, position_idx), sorted.
+    pub fn open_positions(&self, category: &str) -> Vec<(String, i32)> {
         let open = self.open.lock().unwrap_or_else(|p| p.into_inner());
-        let mut symbols: Vec<String> = open
+        let mut positions: Vec<(String, i32)> = open
             .get(category)
             .into_iter()
             .flatten()
-            .filter(|(_, sides)| sides.iter().any(|&(_, is_open)| is_open))
-            .map(|(symbol, _)| symbol.clone())
+            .flat_map(|(symbol, sides)| {
+                sides
+                    .iter()
+                    .filter(|&&(_, is_open)| is_open)
+                    .map(move |&(idx, _)| (symbol.clone(), idx))
+            })
             .collect();
-        symbols.sort();
-        symbols
+        positions.sort();
+        positions
     }
 }
 
@@ -147,10 +151,17 @@ impl RestClient {
                     )
                     .await?;
                 }
-                for symbol in known.open_symbols(category) {
-                    if listed.contains(&symbol) {
-                        continue;
-                    }
+                // By position, not by symbol: the listing shows open sides only, so in hedge
+                // mode a side that closed while the other stays open is absent from a listing
+                // that shows its symbol (a drop at the wrong moment left one "open" for good).
+                let mut unlisted: Vec<String> = known
+                    .open_positions(category)
+                    .into_iter()
+                    .filter(|position| !listed.contains(position))
+                    .map(|(symbol, _)| symbol)
+                    .collect();
+                unlisted.dedup(); // sorted: one read answers for every side of a symbol
+                for symbol in unlisted {
                     let query = format!("category={category}&symbol={symbol}");
                     let (page, keys) = self
                         .read(account, base, RestEndpoint::PositionList, &query, batcher)
@@ -174,7 +185,7 @@ impl RestClient {
         Ok(summary)
     }
 
-    /// Every page of one `/v5/position/list` listing; notes the symbols listed.
+    /// Every page of one `/v5/position/list` listing; notes the positions listed.
     #[allow(clippy::too_many_arguments)]
     async fn list_positions(
         &self,
@@ -184,7 +195,7 @@ impl RestClient {
         settle: Option<&str>,
         batcher: &Batcher,
         known: &KnownPositions,
-        listed: &mut HashSet<String>,
+        listed: &mut HashSet<(String, i32)>,
         summary: &mut ResyncSummary,
     ) -> Result<(), String> {
         let mut cursor: Option<String> = None;
@@ -199,7 +210,10 @@ impl RestClient {
             let (page, keys) = self
                 .read(account, base, RestEndpoint::PositionList, &query, batcher)
                 .await?;
-            listed.extend(keys.iter().map(|(key, _)| key.symbol.clone()));
+            listed.extend(
+                keys.iter()
+                    .map(|(key, _)| (key.symbol.clone(), key.position_idx)),
+            );
             known.update(keys);
             summary.requests += 1;
             summary.rows += page.rows;
@@ -310,7 +324,7 @@ mod tests {
     }
 
     #[test]
-    fn a_symbol_is_open_while_any_of_its_sides_is() {
+    fn each_side_is_known_open_or_closed_on_its_own() {
         let known = KnownPositions::default();
         known.update(vec![
             (key("linear", "BTCUSDT", 1), true),
@@ -319,17 +333,19 @@ mod tests {
             (key("inverse", "BTCUSD", 0), true),
         ]);
         known.note("linear", "BTCUSDT", 1, false);
-        assert_eq!(known.open_symbols("linear"), ["BTCUSDT", "ETHUSDT"]);
+        let open = |c| known.open_positions(c);
+        let pos = |s: &str, i| (s.to_owned(), i);
+        assert_eq!(open("linear"), [pos("BTCUSDT", 2), pos("ETHUSDT", 0)]);
         known.note("linear", "BTCUSDT", 2, false);
         known.note("linear", "SOLUSDT", 0, true);
-        assert_eq!(known.open_symbols("linear"), ["ETHUSDT", "SOLUSDT"]);
-        assert_eq!(known.open_symbols("inverse"), ["BTCUSD"]);
-        assert!(known.open_symbols("option").is_empty());
+        assert_eq!(open("linear"), [pos("ETHUSDT", 0), pos("SOLUSDT", 0)]);
+        assert_eq!(open("inverse"), [pos("BTCUSD", 0)]);
+        assert!(open("option").is_empty());
         // Seen open again after closing.
         known.note("linear", "BTCUSDT", 2, true);
         assert_eq!(
-            known.open_symbols("linear"),
-            ["BTCUSDT", "ETHUSDT", "SOLUSDT"]
+            open("linear"),
+            [pos("BTCUSDT", 2), pos("ETHUSDT", 0), pos("SOLUSDT", 0)]
         );
     }
 }
