@@ -340,3 +340,46 @@ def test_a_thousand_accounts_in_one_collector_receive_every_push():
     assert sum(sent.values()) > 1000
     assert +received == +sent
     assert differences(latest_state(captured.store()), truth, complete=True) == []
+
+
+def test_a_hedge_side_closed_while_the_other_stays_open_is_seen_flat_after_a_drop():
+    """Bybit's listing shows open sides only: after a drop, a side known open but absent from
+    a listing that shows its symbol (the other side is open) must be read by symbol."""
+    from decimal import Decimal
+
+    from ingestor.sim.market import BY_SYMBOL
+
+    with Exchange(accounts=8, seed=5, trade_rate=5.0, market=False).running_in_thread() as ex:
+        hedged = next(a for a in ex.accounts if a.hedge)
+        eth = BY_SYMBOL["ETHUSDT"]
+
+        def hold(idx: int, side: str, size: str) -> None:
+            pos = hedged.position(eth, idx, 1_700_000_000_000)
+            pos.side, pos.size, pos.entry = side, Decimal(size), Decimal("3000")
+            pos.ever_open = True
+            pos.updated_ms += 1
+
+        # Both sides open before anyone connects: the first resync lists both.
+        ex._on_loop(lambda: (hold(1, "Buy", "1"), hold(2, "Sell", "2")))
+        collector = Collector(specs(ex, [hedged]), **FAST)
+        captured = Captured()
+        assert wait_until(
+            lambda: (
+                captured.add(collector.next_batches(0.05)) >= 0
+                and captured.events(hedged.account_id).count("resynced") >= 1
+            ),
+            timeout=10,
+        )
+        # The Buy side closes while nothing could push it: the next resync must see it.
+        ex._on_loop(lambda: (hold(1, "", "0"), ex.drop_connections(hedged.account_id)))
+        assert wait_until(
+            lambda: (
+                captured.add(collector.next_batches(0.05)) >= 0
+                and captured.events(hedged.account_id).count("resynced") >= 2
+            ),
+            timeout=10,
+        ), captured.events(hedged.account_id)
+        captured.add(collector.close())
+    positions, _ = latest_state(captured.store())
+    assert positions[(hedged.account_id, "linear", "ETHUSDT", 1)][:2] == ("", 0)
+    assert positions[(hedged.account_id, "linear", "ETHUSDT", 2)][:2] == ("Sell", 2)
