@@ -98,6 +98,17 @@ class State:
     def on(self, a: str, b: str) -> str:
         return " AND ".join(f"{a}.{k} = {b}.{k}" for k in self.key.split(", "))
 
+    def newest(self, source: str, first: str = "") -> str:
+        """SQL: per key (after `first`, a column), the newest row of `source` (a table or a
+        CTE) by the views' order. One hash aggregate of the whole row as a struct: 2.0 ms
+        against 18.9 ms for `QUALIFY row_number() OVER (PARTITION BY key ORDER BY ...)` on
+        204,800 rows of 20,000 keys. (Not `arg_max(COLUMNS(*), ...)`: arg_max skips NULL
+        values, so a column NULL in the newest row would come from an older one.)"""
+        keys = ", ".join(f"r.{k}" for k in ([first] if first else []) + self.key.split(", "))
+        return (
+            f"SELECT unnest(arg_max(r, {self.rank.format(r='r')})) FROM {source} r GROUP BY {keys}"
+        )
+
 
 STATES: tuple[State, ...] = (
     State(
@@ -248,14 +259,14 @@ def make_checkpoint(state: State) -> list[str]:
     return [
         f"""
         INSERT INTO {state.checkpoints} BY NAME
-        SELECT $1::TIMESTAMPTZ AS checkpoint_ts, * FROM (
+        WITH since AS (
             SELECT * EXCLUDE (checkpoint_ts) FROM {state.checkpoints} WHERE checkpoint_ts = $2
             UNION ALL BY NAME
             SELECT * FROM {state.history}
             WHERE exchange_ts > coalesce($2::TIMESTAMPTZ, '-infinity'::TIMESTAMPTZ)
               AND exchange_ts <= $1
         )
-        QUALIFY row_number() OVER (PARTITION BY {state.key} ORDER BY {state.order}) = 1
+        SELECT $1::TIMESTAMPTZ AS checkpoint_ts, * FROM ({state.newest("since")})
         """,
         f"INSERT INTO {CHECKPOINTS} VALUES ('{state.history}', $1)",
     ]
@@ -265,15 +276,18 @@ def patch_checkpoints(state: State, relation: str) -> str:
     """Folds a commit's rows into every checkpoint they are older than: a late row (a REST
     resync carries the position's updatedTime, which can be days old) changes the state at
     instants already checkpointed, and each must stay the definition. An on-time row is
-    newer than every checkpoint and joins none."""
+    newer than every checkpoint and joins none (and is filtered out before the join)."""
     return f"""
     MERGE INTO {state.checkpoints} k
     USING (
-        SELECT c.checkpoint_ts, r.* FROM {relation} r
-        JOIN {CHECKPOINTS} c ON c.history = '{state.history}' AND r.exchange_ts <= c.checkpoint_ts
-        QUALIFY row_number() OVER (
-            PARTITION BY c.checkpoint_ts, {", ".join("r." + k for k in state.key.split(", "))}
-            ORDER BY {", ".join("r." + o for o in state.order.split(", "))}) = 1
+        WITH late AS (
+            SELECT c.checkpoint_ts, r.* FROM {relation} r
+            JOIN {CHECKPOINTS} c
+              ON c.history = '{state.history}' AND r.exchange_ts <= c.checkpoint_ts
+            WHERE r.exchange_ts <= (
+                SELECT max(checkpoint_ts) FROM {CHECKPOINTS} WHERE history = '{state.history}')
+        )
+        {state.newest("late", first="checkpoint_ts")}
     ) p
     ON (k.checkpoint_ts = p.checkpoint_ts AND {state.on("k", "p")})
     WHEN MATCHED AND {state.newer("p", "k")} THEN UPDATE BY NAME
@@ -283,11 +297,7 @@ def patch_checkpoints(state: State, relation: str) -> str:
 
 def build_state(state: State) -> str:
     """The state from the whole history, once: for a store made before the state was kept."""
-    return f"""
-    INSERT INTO {state.table} BY NAME
-    SELECT * FROM {state.history}
-    QUALIFY row_number() OVER (PARTITION BY {state.key} ORDER BY {state.order}) = 1
-    """
+    return f"INSERT INTO {state.table} BY NAME {state.newest(state.history)}"
 
 
 def merge_state(state: State, relation: str) -> str:
@@ -297,10 +307,7 @@ def merge_state(state: State, relation: str) -> str:
     merged into a state of 20,000, ~6 ms a commit, no growth over 200 commits."""
     return f"""
     MERGE INTO {state.table} s
-    USING (
-        SELECT * FROM {relation}
-        QUALIFY row_number() OVER (PARTITION BY {state.key} ORDER BY {state.order}) = 1
-    ) c
+    USING ({state.newest(relation)}) c
     ON ({state.on("s", "c")})
     WHEN MATCHED AND {state.newer("c", "s")} THEN UPDATE BY NAME
     WHEN NOT MATCHED THEN INSERT BY NAME
@@ -430,8 +437,7 @@ def _asof_from_checkpoints(state: State) -> str:
     return f"""
     CREATE OR REPLACE MACRO {state.asof}(instant) AS TABLE
     WITH {_since_checkpoint(state, "instant", "instant")}
-    SELECT * FROM history
-    QUALIFY row_number() OVER (PARTITION BY {state.key} ORDER BY {state.order}) = 1
+    {state.newest("history")}
     """
 
 

@@ -17,7 +17,7 @@ from ingestor import queries
 from ingestor.sinks import (
     WRITER_DUCKDB_CONFIG,
     Batches,
-    checkpoint_if_due,
+    Checkpoints,
     create_or_migrate,
     group_by_table,
     insert_new,
@@ -96,6 +96,7 @@ class DuckDBStore:
         #: Keep the current state at every commit (`queries.STATES`); off only to measure
         #: what keeping it costs (`make bench-queries`).
         self.keep_state = state
+        self.checkpoints = Checkpoints()
         self.file = AttachedFile(self.path)
         self.spool = Spool(Path(spool_dir) if spool_dir else self.path.with_suffix(".spool"))
         self._busy_since_warning = False
@@ -180,11 +181,14 @@ class DuckDBStore:
                 for name in queries.TABLES:
                     if name not in tables:
                         continue
-                    rows += insert_new(con, name, tables[name], state=self.keep_state)
+                    inserted = insert_new(con, name, tables[name], state=self.keep_state)
+                    self.checkpoints.inserted(name, inserted)
+                    rows += inserted
                 if self.keep_state:
-                    checkpoint_if_due(con)
+                    self.checkpoints.due(con)
                 con.execute("COMMIT")
             except BaseException:
+                self.checkpoints.forget()
                 # A COMMIT that failed has already ended the transaction ("cannot rollback -
                 # no transaction is active"): the rollback is best effort, the error is the
                 # commit's.

@@ -27,7 +27,7 @@ from ingestor import queries
 from ingestor.sinks import (
     WRITER_DUCKDB_CONFIG,
     Batches,
-    checkpoint_if_due,
+    Checkpoints,
     create_or_migrate,
     group_by_table,
     insert_new,
@@ -201,6 +201,8 @@ class DuckLakeStore:
         self.author = f"ingestor shard {shard[0]}/{shard[1]}" if shard else "ingestor"
         self._con: duckdb.DuckDBPyConnection | None = None
         self._failing = False
+        self.shard = shard
+        self.checkpoints = Checkpoints()
 
     def _connection(self) -> duckdb.DuckDBPyConnection:
         # One connection for the writer's life: attaching costs a catalog round trip or more.
@@ -221,7 +223,12 @@ class DuckLakeStore:
             try:
                 statements = queries.create_tables() + queries.create_state_tables()
                 statements += queries.create_checkpoint_tables()
-                create_or_migrate(con, statements + queries.STATE_STORED_VIEWS, build_state=True)
+                create_or_migrate(
+                    con,
+                    statements + queries.STATE_STORED_VIEWS,
+                    build_state=True,
+                    checkpoint=self.shard is None,
+                )
                 con.execute("COMMIT")
             except BaseException:
                 self._rollback()
@@ -313,13 +320,20 @@ class DuckLakeStore:
                     continue
                 # The anti-join reads the lake's own rows: a replayed push is stored once,
                 # as in the DuckDB store.
-                rows += insert_new(con, name, tables[name], state=True)
-            checkpoint_if_due(con)
+                inserted = insert_new(con, name, tables[name], state=True)
+                self.checkpoints.inserted(name, inserted)
+                rows += inserted
+            if self.shard is None:
+                # Only a lake's one writer makes checkpoints: one made from a snapshot that
+                # lacks another instance's concurrent commit would miss its older rows, which
+                # that commit's patch could not see. Sharded instances patch what exists.
+                self.checkpoints.due(con)
             con.execute(
                 f"CALL {LAKE}.set_commit_message(?, ?)", [self.author, f"flush: {rows} rows"]
             )
             con.execute("COMMIT")  # one flush, one lake snapshot
         except BaseException:
+            self.checkpoints.forget()
             self._rollback()
             raise
         return rows
