@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 EXT_STAMP := $(VENV)/.ext-built
 RUST_SRC := $(shell find rust -name '*.rs' -o -name Cargo.toml) Cargo.toml Cargo.lock pyproject.toml
 
-.PHONY: all setup build test test-rust test-py lint fmt run bench bench-decode bench-engine bench-writer bench-e2e clean
+.PHONY: all setup build test test-rust test-py lint fmt run bench bench-decode bench-engine bench-writer bench-queries bench-e2e clean
 
 all: test
 
@@ -52,6 +52,12 @@ bench-engine: build
 # A commit to the DuckDB store against a plain insert; writes benches/results/writer.md.
 bench-writer: build
 	$(PY) benches/bench_writer.py
+
+# The shipped queries against plain SQL over the raw history, on stores of 10M and 100M
+# position rows built through the store's write path and cached in benches/.cache/queries;
+# writes benches/results/queries.md and .json. `--sizes 1M` for a quick check.
+bench-queries: build
+	$(PY) benches/bench_queries.py
 
 $(VENV)/.bench-deps: requirements-bench.txt $(VENV)/.deps
 	$(PY) -m pip install --quiet -r requirements-bench.txt
