@@ -78,6 +78,46 @@ def test_documented_wallet_push_one_row_per_coin():
         assert row["total_available_balance"] == Decimal("9556.6056555")
         assert row["exchange_ts"] == row["creation_ts"]
         assert row["collateral_switch"] is True
+    # The element's JSON exactly, once: on its first coin's row, NULL on the other.
+    element = WALLET_PUSH[WALLET_PUSH.index(b'"data":[') + 8 : WALLET_PUSH.rindex(b"]")]
+    assert [r["raw_json"] for r in rows] == [element.decode(), None]
+
+
+def test_wallet_raw_json_is_kept_once_per_element_not_per_coin():
+    elements = [
+        b'{"accountType":"UNIFIED","totalEquity":"10","coin":'
+        b'[{"coin":"BTC","equity":"1"},{"coin":"ETH"},{"coin":"USDT","equity":"3"}]}',
+        b'{"accountType":"FUND","coin":[]}',
+        b'{"accountType":"CONTRACT","coin":[{"coin":"USDC"},{"coin":"SOL","equity":"5"}]}',
+    ]
+    frame = b'{"id":"w1","topic":"wallet","creationTime":7,"data":[%s]}' % b",".join(elements)
+    out = decode([frame])
+    assert out["rejects"].num_rows == 0
+    rows = out["wallet_snapshots"].to_pylist()
+    assert [(r["account_type"], r["coin"]) for r in rows] == [
+        ("UNIFIED", "BTC"),
+        ("UNIFIED", "ETH"),
+        ("UNIFIED", "USDT"),
+        ("CONTRACT", "USDC"),
+        ("CONTRACT", "SOL"),
+    ]
+    unified, _, contract = (e.decode() for e in elements)
+    assert [r["raw_json"] for r in rows] == [unified, None, None, contract, None]
+    # Repeated per coin, the raw text would be 3x and 2x the elements' own bytes.
+    kept = sum(len(r["raw_json"].encode()) for r in rows if r["raw_json"] is not None)
+    assert kept == len(elements[0]) + len(elements[2])
+    # Each element's JSON back by its key: the one row of it with raw_json.
+    by_element = {
+        (r["message_id"], r["account_id"], r["account_type"]): r["raw_json"]
+        for r in rows
+        if r["raw_json"] is not None
+    }
+    assert by_element == {
+        ("w1", "acct-1", "UNIFIED"): unified,
+        ("w1", "acct-1", "CONTRACT"): contract,
+    }
+    bare = decode([frame], keep_raw=False)["wallet_snapshots"]
+    assert bare.column("raw_json").null_count == bare.num_rows == 5
 
 
 def test_decimals_never_pass_through_floats():

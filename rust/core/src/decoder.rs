@@ -743,6 +743,52 @@ mod fast_path_tests {
         assert_eq!(decoder.fast_frames, 1);
     }
 
+    /// Both paths keep a wallet element's text once, on its first coin's row.
+    #[test]
+    fn wallet_raw_json_is_on_each_elements_first_coin_only_both_ways() {
+        let start = WALLET.find("[{").unwrap() + 1;
+        let element = &WALLET[start..WALLET.rfind(']').unwrap()];
+        let other = element.replace(r#""accountType":"UNIFIED""#, r#""accountType":"FUND""#);
+        let empty = r#"{"accountType":"SPOT","coin":[]}"#;
+        let frame = format!(
+            r#"{{"id":"w2","topic":"wallet","creationTime":1,"data":[{element},{empty},{other}]}}"#
+        );
+        let mut pair = Pair::new(DecoderConfig::default());
+        let (fast, outcome, rows) = pair.check_rows(frame.as_bytes());
+        assert!(fast, "the fast path takes it");
+        assert_eq!(
+            outcome,
+            FrameOutcome::Push {
+                table: Table::WalletSnapshots,
+                rows: 4,
+                rejected: 0
+            }
+        );
+        let raw = rows
+            .column_by_name("raw_json")
+            .unwrap()
+            .as_any()
+            .downcast_ref::<arrow_array::StringArray>()
+            .unwrap();
+        let got: Vec<Option<&str>> = raw.iter().collect();
+        assert_eq!(got, [Some(element), None, Some(other.as_str()), None]);
+        // The serde path, on a frame it alone takes (an escape in an unknown field).
+        let escaped = frame.replace(
+            r#"{"accountType":"SPOT""#,
+            r#"{"x":"\n","accountType":"SPOT""#,
+        );
+        let (fast, _, rows) = pair.check_rows(escaped.as_bytes());
+        assert!(!fast, "the serde path takes it");
+        let raw = rows
+            .column_by_name("raw_json")
+            .unwrap()
+            .as_any()
+            .downcast_ref::<arrow_array::StringArray>()
+            .unwrap();
+        let got: Vec<Option<&str>> = raw.iter().collect();
+        assert_eq!(got, [Some(element), None, Some(other.as_str()), None]);
+    }
+
     /// `WALLET` with its element's account-level fields before `coin` replaced by `fields`
     /// (a JSON object body) and its coins by `coins` (the body of the `coin` array).
     fn wallet_with(fields: &str, coins: &str) -> String {

@@ -59,7 +59,10 @@ table! {
         local_ts: TimestampUs [required],
         source: Utf8 [required],
         message_id: Utf8,
-        /// The whole account-type element as received, on each of its coin rows.
+        /// The whole account-type element exactly as received, once per element: on the row
+        /// of its first coin only, NULL on its other coins' rows (and on every row without
+        /// `keep_raw`). An element's text is the one row of its (account_id, message_id,
+        /// account_type) with `raw_json IS NOT NULL`.
         raw_json: Utf8,
     }
 }
@@ -176,7 +179,8 @@ flat_object!(WalletCoin, order: coin, multiplier: MULTIPLIER, {
 
 impl WalletColumns {
     /// Appends one row per coin of the element, or nothing and says why. Returns the rows
-    /// appended.
+    /// appended. `raw_json` goes on the first coin's row only: the element's text is kept
+    /// once, not once per coin (an element without coins makes no row, so keeps none).
     pub fn append(
         &mut self,
         element: &WalletElement<'_>,
@@ -196,6 +200,7 @@ impl WalletColumns {
         }
 
         let a = element;
+        let mut raw_json = raw_json;
         for c in &element.coin {
             self.account_id.append_value(provenance.account_id);
             self.account_type.append_value(account_type);
@@ -251,7 +256,7 @@ impl WalletColumns {
             self.local_ts.append_value(provenance.local_ts);
             self.source.append_value(provenance.source.as_str());
             self.message_id.append_option(provenance.message_id);
-            self.raw_json.append_option(raw_json);
+            self.raw_json.append_option(raw_json.take());
         }
         Ok(element.coin.len())
     }

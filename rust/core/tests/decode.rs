@@ -135,6 +135,72 @@ fn documented_wallet_push_gives_a_row_per_coin_with_account_totals() {
         1_700_034_722_104_000,
         "creationTime stands in"
     );
+    // The element's text once: on its first coin's row, exactly the slice of the frame.
+    let start = WALLET_PUSH.find("\"data\":[").unwrap() + "\"data\":[".len();
+    let end = WALLET_PUSH.rfind(']').unwrap();
+    assert_eq!(
+        text(&batch, "raw_json", 0).as_deref(),
+        Some(&WALLET_PUSH[start..end])
+    );
+    assert_eq!(text(&batch, "raw_json", 1), None, "not repeated per coin");
+}
+
+/// The `raw_json` of each row of `batch`.
+fn raw_column(batch: &RecordBatch) -> Vec<Option<String>> {
+    (0..batch.num_rows())
+        .map(|row| text(batch, "raw_json", row))
+        .collect()
+}
+
+/// Three wallet elements: three coins, none (no row), two.
+const WALLET_ELEMENTS: [&str; 3] = [
+    r#"{"accountType":"UNIFIED","totalEquity":"10","coin":[{"coin":"BTC","equity":"1"},{"coin":"ETH","equity":"2"},{"coin":"USDT","equity":"3"}]}"#,
+    r#"{"accountType":"FUND","coin":[]}"#,
+    r#"{"accountType":"CONTRACT","totalEquity":"5","coin":[{"coin":"USDC","equity":"4"},{"coin":"SOL","equity":"5"}]}"#,
+];
+
+/// Each element's JSON is kept once, on its first coin's row, whether it came in a push or
+/// a REST page; the raw text repeated on every coin row fails this.
+#[test]
+fn wallet_raw_json_is_kept_once_per_element_on_its_first_coin() {
+    let data = WALLET_ELEMENTS.join(",");
+    let push = format!(r#"{{"id":"w1","topic":"wallet","creationTime":7,"data":[{data}]}}"#);
+    let page = format!(
+        r#"{{"retCode":0,"retMsg":"OK","result":{{"list":[{data}]}},"retExtInfo":{{}},"time":7}}"#
+    );
+    let [unified, _, contract] = WALLET_ELEMENTS.map(|e| Some(e.to_owned()));
+    let expected = vec![unified, None, None, contract, None];
+
+    let mut decoder = Decoder::default();
+    let outcome = decoder.decode_frame("a", push.as_bytes(), LOCAL_TS);
+    assert_eq!(
+        outcome,
+        FrameOutcome::Push {
+            table: Table::WalletSnapshots,
+            rows: 5,
+            rejected: 0
+        },
+        "an element without coins makes no row and is no reject"
+    );
+    let rows = decoder.cut(Table::WalletSnapshots);
+    assert_eq!(raw_column(&rows), expected);
+    let coins: Vec<_> = (0..5).map(|i| text(&rows, "coin", i).unwrap()).collect();
+    assert_eq!(coins, ["BTC", "ETH", "USDT", "USDC", "SOL"]);
+
+    let got = decoder.decode_rest("a", RestEndpoint::WalletBalance, page.as_bytes(), LOCAL_TS);
+    assert_eq!(got.map(|p| (p.rows, p.rejected)), Ok((5, 0)));
+    assert_eq!(raw_column(&decoder.cut(Table::WalletSnapshots)), expected);
+
+    // Kept once, so the raw bytes of the rows are the elements' own, not once per coin.
+    let kept: usize = expected.iter().flatten().map(String::len).sum();
+    assert_eq!(kept, WALLET_ELEMENTS[0].len() + WALLET_ELEMENTS[2].len());
+
+    let mut bare = Decoder::new(DecoderConfig {
+        keep_raw: false,
+        ..DecoderConfig::default()
+    });
+    bare.decode_frame("a", push.as_bytes(), LOCAL_TS);
+    assert_eq!(raw_column(&bare.cut(Table::WalletSnapshots)), vec![None; 5]);
 }
 
 #[test]
@@ -269,6 +335,9 @@ fn raw_json_can_be_left_out() {
     decoder.decode_frame("a", POSITION_PUSH.as_bytes(), LOCAL_TS);
     let batch = decoder.cut(Table::PositionSnapshots);
     assert_eq!(text(&batch, "raw_json", 0), None);
+    decoder.decode_frame("a", WALLET_PUSH.as_bytes(), LOCAL_TS);
+    let batch = decoder.cut(Table::WalletSnapshots);
+    assert_eq!(raw_column(&batch), vec![None, None]);
 }
 
 #[test]
