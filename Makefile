@@ -72,7 +72,7 @@ bench: bench-decode bench-engine bench-writer bench-e2e
 # The demo: 50 simulated accounts on the built-in exchange for 30 s (Ctrl-C stops sooner and
 # still drains), then the latest positions and balances. Files land in ./run/.
 run: build
-	mkdir -p run && rm -rf run/capture.duckdb run/capture.spool run/truth.json
+	mkdir -p run && rm -rf run/capture.duckdb run/capture.hot run/capture.spool run/truth.json
 	cd run && ../$(PY) -m ingestor --accounts ../examples/sim.yaml --duration 30 \
 		--store capture.duckdb; \
 	../$(PY) -m ingestor query latest-positions --store capture.duckdb --limit 40; \

@@ -14,6 +14,7 @@ from pathlib import Path
 import duckdb
 import orjson
 import pyarrow as pa
+import pytest
 
 import ingestor
 from ingestor import queries
@@ -55,19 +56,31 @@ def test_tables_mirror_the_core_schemas(tmp_path):
     assert types["exchange_ts"] == "TIMESTAMP WITH TIME ZONE"
 
 
-def test_raw_json_is_stored_with_the_compression_chosen_for_it(tmp_path):
+@pytest.mark.parametrize(
+    "made_before, version, compression",
+    [(False, "v1.4.0+", "ZSTD"), (True, "v1.0.0+", "FSST")],
+    ids=["new file", "file of an earlier version"],
+)
+def test_raw_json_is_stored_with_the_compression_chosen_for_it(
+    tmp_path, made_before, version, compression
+):
     path = tmp_path / "c.duckdb"
+    if made_before:  # a file made by DuckDB's default storage, as earlier versions did
+        duckdb.connect(str(path)).close()
     store = DuckDBStore(path)
     store.create()
     # The same element in every push: left to itself, DuckDB picks a dictionary for it.
     frames = [position_push(f"m{i}", 1_700_000_000_000, "1", 7) for i in range(3000)]
     store.write(batches(frames))
+    store.close()  # moves the rows into the file
     compressions = query(
         path,
-        "SELECT DISTINCT compression FROM pragma_storage_info('position_snapshots') "
+        "SELECT DISTINCT compression FROM pragma_storage_info('position_snapshots_cold') "
         "WHERE column_name = 'raw_json' AND segment_type = 'VARCHAR'",
     )
-    assert compressions == [("FSST",)]
+    assert compressions == [(compression,)]
+    (tags,) = query(path, "SELECT tags FROM duckdb_databases() WHERE database_name = 'c'")[0]
+    assert tags["storage_version"] == version
     raw = query(path, "SELECT raw_json FROM position_snapshots WHERE message_id = 'm2999'")
     element = orjson.loads(frames[-1])["data"][0]
     assert orjson.loads(raw[0][0]) == element
@@ -100,14 +113,25 @@ def test_replayed_pushes_do_not_make_second_rows(tmp_path):
     store = DuckDBStore(path)
     store.create()
     push = position_push("m1", 1_700_000_000_000, "1", 10)
-    assert store.write(batches([push, push, WALLET_PUSH, WALLET_PUSH])) == 3
-    assert store.write(batches([push, WALLET_PUSH])) == 0
-    assert store.write(batches([position_push("m2", 1_700_000_000_000, "1", 10)])) == 1
-    counts = query(
-        path,
-        "SELECT (SELECT count(*) FROM position_snapshots), (SELECT count(*) FROM wallet_snapshots)",
+    counts = (
+        "SELECT (SELECT count(*) FROM position_snapshots), (SELECT count(*) FROM wallet_snapshots)"
     )
-    assert counts == [(2, 2)]
+    # In the hot tier the views show each once; the move keeps each once.
+    store.write(batches([push, push, WALLET_PUSH, WALLET_PUSH]))
+    assert query(path, counts) == [(1, 2)]
+    store.write(batches([push, WALLET_PUSH]))
+    assert query(path, counts) == [(1, 2)]
+    store.write(batches([position_push("m2", 1_700_000_000_000, "1", 10)]))
+    assert query(path, counts) == [(2, 2)]
+    store.close()
+    assert query(path, counts) == [(2, 2)]
+    assert query(path, counts.replace("snapshots)", "snapshots_cold)")) == [(2, 2)]
+    # A replay of a row already in the file: dropped by its move.
+    again = DuckDBStore(path)
+    again.create()
+    again.write(batches([push]))
+    again.close()
+    assert query(path, counts) == [(2, 2)]
 
 
 def test_gaps_from_connection_events(tmp_path):
@@ -149,7 +173,7 @@ time.sleep(float(sys.argv[2]))
 
 def test_a_reader_holding_the_file_costs_nothing(tmp_path, caplog):
     path = tmp_path / "c.duckdb"
-    store = DuckDBStore(path)
+    store = DuckDBStore(path, mover=False)  # moves in `write`, to see them refused
     store.create()
     reader = subprocess.Popen(
         [sys.executable, "-c", HOLD_READ_ONLY, str(path), "3"],
@@ -158,15 +182,20 @@ def test_a_reader_holding_the_file_costs_nothing(tmp_path, caplog):
     )
     assert reader.stdout.readline().strip() == "holding"
     with caplog.at_level(logging.WARNING):
-        assert store.write(batches([position_push("m1", 1_700_000_000_000, "1", 1)])) == 0
-        assert store.write(batches([position_push("m2", 1_700_000_000_100, "2", 2)])) == 0
-    assert len(store.spool) == 2
+        assert store.write(batches([position_push("m1", 1_700_000_000_000, "1", 1)])) == 1
+        assert store.write(batches([position_push("m2", 1_700_000_000_100, "2", 2)])) == 1
+        assert store.move(final=True) == 0
+    # Readable at once, from the hot tier, while the reader holds the file.
+    sizes = query(path, "SELECT size FROM position_snapshots ORDER BY seq")
+    assert sizes == [(Decimal(1),), (Decimal(2),)]
+    assert len(store.hot) == 2
     assert f"PID {reader.pid}" in caplog.text
     reader.wait(timeout=30)
-    # The next flush commits the spooled batches first, then its own.
-    assert store.write(batches([position_push("m3", 1_700_000_000_200, "3", 3)])) == 3
-    assert len(store.spool) == 0
-    sizes = query(path, "SELECT size FROM position_snapshots ORDER BY seq")
+    store.write(batches([position_push("m3", 1_700_000_000_200, "3", 3)]))
+    store._retry_at = 0.0  # the backoff after the refused move is over
+    assert store.move(final=True) == 3
+    assert len(store.hot) == 0
+    sizes = query(path, "SELECT size FROM position_snapshots_cold ORDER BY seq")
     assert sizes == [(Decimal(1),), (Decimal(2),), (Decimal(3),)]
 
 
@@ -181,14 +210,67 @@ def test_close_leaves_unwritten_batches_spooled_for_the_next_start(tmp_path):
         assert reader.stdout.readline().strip() == "holding"
         store.write(batches([position_push("m1", 1_700_000_000_000, "1", 1)]))
         store.close()
-        assert len(store.spool) == 1
+        assert len(store.hot) == 1
+        assert query(path, "SELECT count(*) FROM position_snapshots") == [(1,)]
     finally:
         reader.kill()
         reader.wait()
     time.sleep(0.1)
     again = DuckDBStore(path)
-    assert again.drain() == 1
+    again.create()
+    again.close()
+    assert query(path, "SELECT count(*) FROM position_snapshots_cold") == [(1,)]
     assert query(path, "SELECT count(*) FROM position_snapshots") == [(1,)]
+    # Closed with every row moved: the file is the whole store.
+    assert not path.with_suffix(".hot").exists()
+
+
+def test_every_row_once_whatever_moment_a_move_is_stopped(tmp_path, monkeypatch):
+    """A move that fails before its COMMIT leaves every row in the hot tier; one stopped
+    after its COMMIT, before the writer noted it (the process killed), leaves the record in
+    the file: a store opened afresh knows which rows moved. Each row is seen once."""
+    path = tmp_path / "c.duckdb"
+    counts = (
+        "SELECT (SELECT count(*) FROM position_snapshots), (SELECT count(*) FROM wallet_snapshots)"
+    )
+    store = DuckDBStore(path, mover=False)
+    store.create()
+    store.write(batches([position_push(f"m{i}", 1_700_000_000_000 + i, "1", i) for i in range(5)]))
+    store.write(batches([WALLET_PUSH]))
+    assert query(path, counts) == [(5, 2)]
+
+    def fails(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    from ingestor.sinks import duckdb_store
+
+    real_record = duckdb_store.HotTier.record
+    monkeypatch.setattr(duckdb_store.HotTier, "record", fails)
+    assert store.move(final=True) == 0
+    assert isinstance(store.move_failure, OSError)
+    assert query(path, counts) == [(5, 2)]
+    assert query(path, "SELECT count(*) FROM position_snapshots_cold") == [(0,)]
+    monkeypatch.setattr(duckdb_store.HotTier, "record", real_record)
+
+    def killed(*args, **kwargs):
+        raise SystemExit("killed right after the COMMIT")
+
+    monkeypatch.setattr(duckdb_store.HotTier, "moved", killed)
+    store._retry_at = 0.0
+    with pytest.raises(SystemExit):
+        store.move(final=True)
+    store.file.close()
+    assert query(path, "SELECT count(*) FROM position_snapshots_cold") == [(5,)]
+    assert query(path, counts) == [(5, 2)]
+    monkeypatch.undo()
+    again = DuckDBStore(path, mover=False)
+    again.create()
+    assert again.hot.waiting() == 0
+    assert query(path, counts) == [(5, 2)]
+    again.write(batches([position_push("m9", 1_700_000_000_009, "1", 9)]))
+    again.close()
+    assert query(path, counts) == [(6, 2)]
+    assert query(path, "SELECT count(*) FROM position_snapshots_cold") == [(6,)]
 
 
 def run_query(*args: str) -> subprocess.CompletedProcess:
@@ -218,6 +300,9 @@ def test_query_command_prints_named_and_free_queries(tmp_path):
     assert missing.returncode == 2 and "does not exist" in missing.stderr
 
 
+COLD = queries.cold("position_snapshots")
+
+
 def test_replays_inside_a_wider_batch_are_dropped_whatever_the_session_time_zone(tmp_path):
     # The batch's creation-time range goes into the SQL as constants; a session TimeZone must
     # not shift it, and replays in the middle of the range must still be found.
@@ -229,10 +314,13 @@ def test_replays_inside_a_wider_batch_are_dropped_whatever_the_session_time_zone
     with duckdb.connect(str(path)) as con:
         con.execute("SET TimeZone = 'Asia/Tokyo'")
         con.execute("BEGIN")
-        assert insert_new(con, "position_snapshots", table_of(old)) == 2
+        assert insert_new(con, "position_snapshots", table_of(old), stored=COLD) == 2
         con.execute("COMMIT")
         con.execute("BEGIN")
-        assert insert_new(con, "position_snapshots", table_of([new[0], *old, new[1]])) == 2
+        assert (
+            insert_new(con, "position_snapshots", table_of([new[0], *old, new[1]]), stored=COLD)
+            == 2
+        )
         con.execute("COMMIT")
     ids = query(path, "SELECT message_id FROM position_snapshots ORDER BY creation_ts")
     assert [i for (i,) in ids] == ["m1", "m2", "m3", "m4"]

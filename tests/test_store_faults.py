@@ -112,7 +112,7 @@ def test_sigterm_while_the_writer_is_dead_commits_everything(tmp_path, stop_at_e
     assert differences(run.latest(), truth) == []
 
 
-def test_what_was_spooled_before_the_writer_died_is_committed_after_it_restarts(
+def test_what_was_in_the_hot_tier_when_the_writer_died_is_moved_after_it_restarts(
     tmp_path, stop_at_end
 ):
     run = start_sim(tmp_path, accounts=5, seed=49, duration=9)
@@ -127,15 +127,15 @@ def test_what_was_spooled_before_the_writer_died_is_committed_after_it_restarts(
     )
     try:
         assert reader.stdout.readline().strip() == "holding"
-        spool = run.store.with_suffix(".spool")
-        assert wait_until(lambda: any(spool.glob("*.arrow")), timeout=10), log.text
+        hot = run.store.with_suffix(".hot") / "position_snapshots"
+        assert wait_until(lambda: len(list(hot.glob("*.parquet"))) > 2, timeout=10), log.text
         os.kill(writer_pids(log.text)[0], signal.SIGKILL)
     finally:
         reader.wait(timeout=30)
     assert finish(run, log) == 0, log.text[-3000:]
     assert "the writer died (killed by SIGKILL)" in log.text
-    assert "spool drained" in log.text
-    assert not any(spool.glob("*.arrow"))
+    # The restarted writer found the hot tier's files; the stop moved every row.
+    assert not hot.exists()
     truth = run.finish_sim()
     assert differences(run.latest(), truth) == []
     assert stored_twice(run) == [(0,), (0,)]
@@ -168,7 +168,7 @@ def test_a_drain_the_store_cannot_take_spools_the_rest_for_the_next_start(tmp_pa
     del run.env["INGESTOR_TEST_FAIL_COMMITS"]
     log = Log(run.start_service("--duration", "4"))
     assert finish(run, log) == 0, log.text[-3000:]
-    assert "spool drained" in log.text
+    assert "spooled batch files taken into the hot tier" in log.text
     assert not any(spool.glob("*.arrow"))
     truth = run.finish_sim()
     assert differences(run.latest(), truth) == []

@@ -137,8 +137,12 @@ def test_a_batch_delivered_twice_is_stored_once_in_every_table(tmp_path):
     store = DuckDBStore(path)
     store.create()
     store.write(batches)
-    assert store.write(batches) == 0
-    store.close()
-    with duckdb.connect(str(path), read_only=True) as con:
-        for table, rows in (("position_snapshots", 2), ("rejects", 1), ("connection_events", 1)):
+    store.write(batches)
+    expected = (("position_snapshots", 2), ("rejects", 1), ("connection_events", 1))
+    with duckdb.connect(str(path), read_only=True) as con:  # both in the hot tier
+        for table, rows in expected:
             assert con.execute(f"SELECT count(*) FROM {table}").fetchone() == (rows,), table
+    store.close()
+    with duckdb.connect(str(path), read_only=True) as con:  # moved: the second dropped
+        for table, rows in expected:
+            assert con.execute(f"SELECT count(*) FROM {table}_cold").fetchone() == (rows,), table

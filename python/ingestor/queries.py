@@ -7,6 +7,7 @@ questions: the latest state, the state at any instant, and every gap in the reco
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import pyarrow as pa
@@ -154,11 +155,36 @@ def sql_type(arrow_type: pa.DataType) -> str:
     return simple[arrow_type]
 
 
-#: Compression a DuckDB file's columns are given rather than left to DuckDB's choice.
-#: raw_json: DuckDB tries dictionary and FSST on every string segment at checkpoint and keeps
-#: FSST for JSON text anyway; the dictionary attempt hashed every raw_json string in full and
-#: cost ~10% of a commit (24.6-25.3 -> 22.3-22.8 µs CPU a row, same file size).
-FILE_COMPRESSION: dict[str, str] = {"raw_json": "fsst"}
+#: The storage version a new DuckDB file is created with: what DuckDB 1.4 and 2.x both read and
+#: write (a 2.x file of its default storage, v2.0.0, cannot be opened by 1.4), and the first that
+#: compresses text with zstd.
+STORAGE_VERSION = "v1.4.0"
+
+#: Compression a DuckDB file's columns are given rather than left to DuckDB's choice, by the
+#: file's storage version (`duckdb_databases().tags['storage_version']`). raw_json: zstd on
+#: v1.4.0 storage, where DuckDB itself picks DICT_FSST: 11.5-12.6 against ~14 µs a row
+#: committed, the file 32% smaller (122,880-row commits with raw JSON, DuckDB 1.4.4 and
+#: 2.0.1). A file made on v1.0.0 storage (by versions before the hot tier) keeps FSST: zstd
+#: there is stored uncompressed without a word, and naming fsst on v1.4.0 storage is refused
+#: as deprecated. Decimals keep DuckDB's choice (bitpacking, constant, RLE): 'uncompressed'
+#: saved at most 1.3 µs a row on 1.4 and nothing on 2.x, for a file 52% larger.
+FILE_COMPRESSION: dict[str, dict[str, str]] = {
+    "v1.0.0+": {"raw_json": "fsst"},
+    "v1.4.0+": {"raw_json": "zstd"},
+}
+
+
+def file_compression(storage_version: str) -> dict[str, str]:
+    """The column compression for a DuckDB file of that storage version; DuckDB's own
+    choice (never refused) for a version this table does not know."""
+    return FILE_COMPRESSION.get(storage_version, {})
+
+
+#: The storage version of the attached file the connection uses.
+FILE_STORAGE_VERSION = """
+    SELECT tags['storage_version'] FROM duckdb_databases()
+    WHERE database_name = current_database()
+"""
 
 
 def create_table(name: str, schema: pa.Schema, compression: dict[str, str] | None = None) -> str:
@@ -180,14 +206,31 @@ TABLE_COLUMNS = """
 """
 
 
-def add_columns(existing: dict[str, set[str]]) -> list[tuple[str, str]]:
+def cold(table: str) -> str:
+    """A DuckDB file's table of the history rows that have moved out of its hot tier; the
+    history's own name is a view over it and the hot tier (`history_views`)."""
+    return f"{table}_cold"
+
+
+def hot(table: str) -> str:
+    """A DuckDB file's view of the history rows still in its hot tier."""
+    return f"{table}_hot"
+
+
+def same(table: str) -> str:
+    return table
+
+
+def add_columns(
+    existing: dict[str, set[str]], stored: Callable[[str], str] = same
+) -> list[tuple[str, str]]:
     """(`table.column`, `ALTER TABLE ... ADD COLUMN`) for every column of today's schemas that
     a store made by an earlier version lacks (Bybit adds fields about monthly). Its old rows
     read NULL there. A new column that may not be NULL could not be added to rows that
     exist: refused."""
     statements = []
     all_schemas = schemas()
-    tables = {name: all_schemas[name] for name in TABLES}
+    tables = {stored(name): all_schemas[name] for name in TABLES}
     tables |= {state.table: all_schemas[state.history] for state in STATES}
     tables |= {state.checkpoints: all_schemas[state.history] for state in STATES}
     for name, schema in tables.items():
@@ -206,9 +249,12 @@ def add_columns(existing: dict[str, set[str]]) -> list[tuple[str, str]]:
     return statements
 
 
-def create_tables(compression: dict[str, str] | None = None) -> list[str]:
+def create_tables(
+    compression: dict[str, str] | None = None, stored: Callable[[str], str] = same
+) -> list[str]:
+    """`stored`: the table a history is kept in (a DuckDB file's: `cold`)."""
     all_schemas = schemas()
-    return [create_table(name, all_schemas[name], compression) for name in TABLES]
+    return [create_table(stored(name), all_schemas[name], compression) for name in TABLES]
 
 
 def create_state_tables(compression: dict[str, str] | None = None) -> list[str]:
@@ -243,17 +289,19 @@ def create_checkpoint_tables() -> list[str]:
     ]
 
 
-def last_checkpoint(state: State) -> str:
+def last_checkpoint(state: State, history: str | None = None) -> str:
     """The latest checkpoint's instant (NULL before the first) and how many history rows have
-    come after it, and the newest of them."""
+    come after it, and the newest of them. `history`: the table the history is kept in, where
+    it is not `state.history` (a DuckDB file's `cold` table: the writer's statements read
+    what is committed, the hot tier's rows join when they move)."""
     return f"""
     WITH c AS (SELECT max(checkpoint_ts) AS ts FROM {CHECKPOINTS} WHERE history = '{state.history}')
-    SELECT (SELECT ts FROM c), count(*), max(exchange_ts) FROM {state.history}
+    SELECT (SELECT ts FROM c), count(*), max(exchange_ts) FROM {history or state.history}
     WHERE exchange_ts > coalesce((SELECT ts FROM c), '-infinity'::TIMESTAMPTZ)
     """
 
 
-def make_checkpoint(state: State) -> list[str]:
+def make_checkpoint(state: State, history: str | None = None) -> list[str]:
     """The checkpoint at instant $1 from the one before it ($2, NULL for the first) and the
     history rows between the two; the statements take (instant, previous) as parameters."""
     return [
@@ -262,7 +310,7 @@ def make_checkpoint(state: State) -> list[str]:
         WITH since AS (
             SELECT * EXCLUDE (checkpoint_ts) FROM {state.checkpoints} WHERE checkpoint_ts = $2
             UNION ALL BY NAME
-            SELECT * FROM {state.history}
+            SELECT * FROM {history or state.history}
             WHERE exchange_ts > coalesce($2::TIMESTAMPTZ, '-infinity'::TIMESTAMPTZ)
               AND exchange_ts <= $1
         )
@@ -295,9 +343,9 @@ def patch_checkpoints(state: State, relation: str) -> str:
     """
 
 
-def build_state(state: State) -> str:
+def build_state(state: State, history: str | None = None) -> str:
     """The state from the whole history, once: for a store made before the state was kept."""
-    return f"INSERT INTO {state.table} BY NAME {state.newest(state.history)}"
+    return f"INSERT INTO {state.table} BY NAME {state.newest(history or state.history)}"
 
 
 def merge_state(state: State, relation: str) -> str:
@@ -382,6 +430,84 @@ STATE_VIEWS: list[str] = [
 ]
 #: The views of a store that keeps the state.
 STATE_STORED_VIEWS: list[str] = STATE_VIEWS + GAPS_VIEW
+
+
+# --- The DuckDB file's hot tier (sinks/hot_tier.py) --------------------------------------------
+
+#: Which rows of the hot tier's files have moved into the file: per file, its first
+#: `moved_rows` (a move takes whole row groups, so it can end inside a file). Written in each
+#: move's own transaction, so a row is in `cold(table)` exactly when it is marked here.
+HOT_MOVED = "hot_moved"
+CREATE_HOT_MOVED = f"""CREATE TABLE IF NOT EXISTS {HOT_MOVED} (
+    table_name VARCHAR NOT NULL, file_name VARCHAR NOT NULL, moved_rows BIGINT NOT NULL)"""
+HOT_MOVED_ROWS = f"SELECT table_name, file_name, moved_rows FROM {HOT_MOVED}"
+
+#: The tables of a store made before the hot tier: the history kept under its own name.
+BASE_TABLES = """
+    SELECT table_name FROM duckdb_tables()
+    WHERE database_name = current_database() AND schema_name = current_schema()
+"""
+
+
+def history_views(globs: dict[str, str] | None, state: bool) -> list[str]:
+    """A DuckDB file's views named like the history tables, over the rows in the file and,
+    with `globs` (table -> the hot tier's files), the rows still in the hot tier; then the
+    `latest_*` views (from the state where the store keeps it, with the hot rows folded in).
+    Without `globs` (every row moved: a clean stop), the file alone, so it can be copied and
+    read anywhere.
+
+    A hot row is one whose file_row_number is at or past its file's `moved_rows`: one hash
+    join of the hot rows with the few files `HOT_MOVED` names. `latest_*` over the state and
+    the hot rows by a window, not by `State.newest`'s arg_max of whole rows: the window's
+    input columns are pruned to what a query selects, while arg_max(row) reads every column
+    of every hot row (raw_json too) for each query."""
+    statements = []
+    for table in TABLES:
+        if globs:
+            quoted = globs[table].replace("'", "''")
+            # A row the exchange sent twice (or a batch delivered again to a restarted
+            # writer) is in the hot tier twice until its move drops the second (`DEDUP`):
+            # the view keeps the first arrival, as the move does, and each push row without
+            # a message id. (A replay of a row already moved is dropped by its own move.)
+            dedup = DEDUP[table]
+            keys = list(dedup.keys)
+            if dedup.by_message:
+                keys += [
+                    f"CASE WHEN message_id IS NULL THEN {c} END"
+                    for c in ("h.filename", "h.file_row_number")
+                ]
+            statements.append(f"""
+            CREATE OR REPLACE VIEW {hot(table)} AS
+            SELECT h.* EXCLUDE (filename, file_row_number)
+            FROM read_parquet('{quoted}', union_by_name = true, filename = true,
+                              file_row_number = true) h
+            LEFT JOIN {HOT_MOVED} m
+              ON m.table_name = '{table}' AND m.file_name = parse_filename(h.filename)
+            WHERE h.file_row_number >= coalesce(m.moved_rows, 0)
+            QUALIFY row_number() OVER (
+                PARTITION BY {", ".join(keys)}
+                ORDER BY h.local_ts, h.filename, h.file_row_number) = 1
+            """)
+            statements.append(f"""
+            CREATE OR REPLACE VIEW {table} AS
+            SELECT * FROM {cold(table)} UNION ALL BY NAME SELECT * FROM {hot(table)}
+            """)
+        else:
+            statements.append(f"DROP VIEW IF EXISTS {hot(table)}")
+            statements.append(f"CREATE OR REPLACE VIEW {table} AS SELECT * FROM {cold(table)}")
+    if not state:
+        return statements + DEFINED_LATEST
+    for s in STATES:
+        if globs:
+            statements.append(f"""
+            CREATE OR REPLACE VIEW {s.view} AS
+            SELECT * FROM (
+                SELECT * FROM {s.table} UNION ALL BY NAME SELECT * FROM {hot(s.history)})
+            QUALIFY row_number() OVER (PARTITION BY {s.key} ORDER BY {s.order}) = 1
+            """)
+        else:
+            statements.append(f"CREATE OR REPLACE VIEW {s.view} AS SELECT * FROM {s.table}")
+    return statements
 
 
 def macros(temporary: bool = False, state: bool = False) -> list[str]:
@@ -483,7 +609,9 @@ VIEWS: list[str] = STORED_VIEWS + macros()
 ROW_NUMBER = "_row"
 
 
-def new_row_numbers(table: str, relation: str, bounds_us: tuple[int, int] | None) -> str:
+def new_row_numbers(
+    table: str, relation: str, bounds_us: tuple[int, int] | None, stored: str | None = None
+) -> str:
     """The `ROW_NUMBER`s of `relation`'s rows that `table` does not hold yet, each once (its
     first row in `relation` is kept); for positions and wallets, rows without a message id all
     count as new.
@@ -511,7 +639,7 @@ def new_row_numbers(table: str, relation: str, bounds_us: tuple[int, int] | None
     ) b
     WHERE ({always_new}b._dup = 1)
       AND ({always_new}NOT EXISTS (
-            SELECT 1 FROM {table} t
+            SELECT 1 FROM {stored or table} t
             WHERE t.{dedup.range} BETWEEN make_timestamptz({int(low)}::BIGINT)
                                       AND make_timestamptz({int(high)}::BIGINT)
               AND {match}))

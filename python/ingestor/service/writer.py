@@ -1,6 +1,7 @@
-"""The writer process: the one process that owns the store. It commits what the supervisor
-sends, one transaction per flush, and says which batches are safe (committed, or spooled on
-disk) so the supervisor can let go of them.
+"""The writer process: the one process that owns the store. It writes what the supervisor
+sends, one flush at a time (a DuckDB file: into its hot tier, durable and readable, moved into
+the file by the store's mover thread; a lake: a commit), and says which batches are safe
+(written, or spooled on disk) so the supervisor can let go of them.
 
 A store fault (a full disk, an I/O error, a permission taken away, a catalog that refuses)
 never ends this process and never drops a batch: the batches stay here, unacknowledged, and
@@ -94,6 +95,7 @@ class Writer:
         self.retry_at = 0.0
         self._retry_wait = RETRY_FIRST_S
         self._failing_since = 0.0
+        self._reported_move_failure: Exception | None = None
 
     def add(self, seq: int, table: str, batch: pa.RecordBatch, size: int) -> None:
         self.pending.append(Pending(seq, table, batch, size))
@@ -104,6 +106,8 @@ class Writer:
         return self.pending_rows >= COMMIT_ROWS or self.pending_bytes >= self.commit_bytes
 
     def spooled(self) -> int:
+        """Batch files spooled on disk for the store. (A DuckDB file's hot tier is not a
+        spool: its rows are readable, and its mover thread moves them on its own.)"""
         return len(getattr(self.store, "spool", ()))
 
     def due(self) -> bool:
@@ -157,7 +161,7 @@ class Writer:
         for p in chunk:
             self.meter.batch(p.table, p.batch)
         self.meter.flushed(self.last_flush_s, committed)
-        if not self.health.healthy:
+        if not self.health.healthy and self._move_failure() is None:
             log.warning(
                 "the store %s takes commits again after %.0f s",
                 self.settings.sink.path,
@@ -167,6 +171,34 @@ class Writer:
             self._send_health()
         self._retry_wait = RETRY_FIRST_S
         return True
+
+    def _move_failure(self) -> Exception | None:
+        """Why the store's moves fail (a DuckDB file's hot tier: rows safe on disk, not yet
+        in the file), None while they succeed."""
+        return getattr(self.store, "move_failure", None)
+
+    def check_moves(self) -> None:
+        """The health the store's moves give: failing, or healthy again."""
+        failure = self._move_failure()
+        if failure is not None and failure is not self._reported_move_failure:
+            self._reported_move_failure = failure
+            kind = faults.kind_of(failure)
+            self.health.errors[kind] += 1
+            if self.health.healthy:
+                self._failing_since = time.monotonic()
+            hot = self.store.hot
+            self.health.healthy = False
+            self.health.reason = (
+                f"{kind}: {type(failure).__name__}: {failure}; {hot.waiting():,} rows wait in "
+                f"the hot tier {hot.directory} (readable), moved when the file takes them"
+            )
+            self._send_health()
+        elif failure is None and self._reported_move_failure is not None:
+            self._reported_move_failure = None
+            if not self.health.healthy and time.monotonic() >= self.retry_at:
+                log.warning("the store %s takes moves again", self.settings.sink.path)
+                self.health.healthy, self.health.reason = True, ""
+                self._send_health()
 
     def _failed(self, error: Exception, rows: int) -> None:
         kind = faults.kind_of(error)
@@ -279,6 +311,7 @@ def run(settings: Settings, inbox: Connection, out: Connection) -> None:
         elif writer.ended and writer.pending and not writer.due():
             time.sleep(max(0.0, min(0.2, writer.retry_at - time.monotonic())))
         writer.flush(final=writer.ended)
+        writer.check_moves()
         out.send(writer.stats())
         if writer.ended and not writer.pending:
             break

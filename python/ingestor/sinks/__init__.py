@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
@@ -52,13 +52,19 @@ def group_by_table(batches: Batches) -> dict[str, pa.Table]:
 
 
 def insert_new(
-    con: duckdb.DuckDBPyConnection, name: str, rows: pa.Table, *, state: bool = False
+    con: duckdb.DuckDBPyConnection,
+    name: str,
+    rows: pa.Table,
+    *,
+    state: bool = False,
+    stored: str | None = None,
 ) -> int:
     """Inserts `rows` into table `name` inside the caller's transaction, without the rows the
     table already holds (a replayed push, a batch delivered again to a restarted writer) or
     repeats within `rows` (`queries.DEDUP`); returns the number of rows inserted. With
     `state`, the inserted rows are folded into the table's current state too (same
-    transaction).
+    transaction). `stored`: the table the history is kept in, where it is not `name` (a
+    DuckDB file's `queries.cold` table).
 
     DuckDB finds the new rows from the key columns alone; the rows are then inserted from
     Arrow as they are (all of them, the common case) or as Arrow's `take` of the new ones."""
@@ -77,7 +83,7 @@ def insert_new(
         )
         con.register("incoming_keys", keyed)
         try:
-            sql = queries.new_row_numbers(name, "incoming_keys", bounds_us)
+            sql = queries.new_row_numbers(name, "incoming_keys", bounds_us, stored)
             new = con.execute(sql).fetch_arrow_table()[queries.ROW_NUMBER]
         finally:
             con.unregister("incoming_keys")
@@ -88,7 +94,7 @@ def insert_new(
     con.register("incoming", rows)
     try:
         # DuckDB answers an INSERT with the number of rows it inserted.
-        inserted = con.execute(queries.insert_rows(name, "incoming")).fetchone()[0]
+        inserted = con.execute(queries.insert_rows(stored or name, "incoming")).fetchone()[0]
         if state and name in queries.STATE_OF:
             con.execute(queries.merge_state(queries.STATE_OF[name], "incoming"))
             con.execute(queries.patch_checkpoints(queries.STATE_OF[name], "incoming"))
@@ -105,7 +111,9 @@ class Checkpoints:
     path's CPU at 1 M rows). The first checkpoint of a store made before reads the whole
     history, once."""
 
-    def __init__(self) -> None:
+    def __init__(self, stored: Callable[[str], str] = queries.same) -> None:
+        #: The table each history is kept in (`queries.cold` in a DuckDB file).
+        self.stored = stored
         self._since: dict[str, int] | None = None
 
     def inserted(self, table: str, rows: int) -> None:
@@ -120,17 +128,20 @@ class Checkpoints:
         if self._since is None:
             self._since = {}
             for state in queries.STATES:
-                _, after, _ = con.execute(queries.last_checkpoint(state)).fetchone()
+                _, after, _ = con.execute(self._last(state)).fetchone()
                 self._since[state.history] = after
         for state in queries.STATES:
             if self._since[state.history] < queries.CHECKPOINT_ROWS:
                 continue
-            last, after, newest = con.execute(queries.last_checkpoint(state)).fetchone()
+            last, after, newest = con.execute(self._last(state)).fetchone()
             if newest is not None:
-                make, record = queries.make_checkpoint(state)
+                make, record = queries.make_checkpoint(state, self.stored(state.history))
                 con.execute(make, [newest, last])
                 con.execute(record, [newest])
             self._since[state.history] = 0
+
+    def _last(self, state: queries.State) -> str:
+        return queries.last_checkpoint(state, self.stored(state.history))
 
 
 def create_or_migrate(
@@ -139,27 +150,29 @@ def create_or_migrate(
     *,
     build_state: bool = False,
     checkpoint: bool = True,
+    stored: Callable[[str], str] = queries.same,
 ) -> list[str]:
     """Runs the store's CREATE statements, after adding to tables that exist (made by an
     earlier version) the columns today's schemas have and they lack; returns the columns
     added, as `table.column`. `build_state`: the statements create the state tables; one
     that is new is built from the history once (a store made before the state was kept),
-    and with `checkpoint` its first checkpoint is made if due."""
+    and with `checkpoint` its first checkpoint is made if due. `stored`: the table each
+    history is kept in."""
     existing: dict[str, set[str]] = {}
     for table, column in con.execute(queries.TABLE_COLUMNS).fetchall():
         existing.setdefault(table, set()).add(column)
-    added = queries.add_columns(existing)
+    added = queries.add_columns(existing, stored)
     for _, statement in added:
         con.execute(statement)
     for statement in statements:
         con.execute(statement)
     if build_state:
         for s in queries.STATES:
-            if s.table not in existing and s.history in existing:
+            if s.table not in existing and stored(s.history) in existing:
                 log.info("building %s from the history, once", s.table)
-                con.execute(queries.build_state(s))
+                con.execute(queries.build_state(s, stored(s.history)))
         if checkpoint:
-            Checkpoints().due(con)
+            Checkpoints(stored).due(con)
     names = [name for name, _ in added]
     if names:
         log.warning(
