@@ -26,14 +26,16 @@ from ingestor.sinks import Store, faults, open_store
 
 log = logging.getLogger("ingestor.writer")
 
-#: How long a commit waits for more batches after the first one arrives...
-GATHER_S = 0.05
+#: How long a flush waits for more batches after the first one arrives...
+GATHER_S = 0.01
 #: ...and after that, how long it still waits for the next while batches keep coming. Behind
 #: a backlog they come back to back, but with gaps of a few ms (the supervisor's sender
 #: thread pickles each ~20 MB batch before its first byte reaches the pipe, sharing the GIL
-#: with the relay): stopping at the first empty poll cut commits to ~30,000 rows (median of
-#: a 100-account firehose, 20 µs a row committed) where they could be ~200,000 (~10 µs).
-GATHER_GAP_S = 0.02
+#: with the relay). With commits to the DuckDB file these were 50 and 20 ms: a commit of
+#: ~200,000 rows cost ~10 µs a row against 20 for ~30,000. With the hot tier a flush is one
+#: Parquet file per table and a move takes whole row groups whatever the flushes were, so
+#: the wait is only what it adds to every push's delay to readable.
+GATHER_GAP_S = 0.005
 
 #: Where a commit stops growing. Behind a backlog the queue is never empty, and an unbounded
 #: commit once reached 2.4 GB and ran 3-5x slower per row; a small one is slow too: DuckDB
