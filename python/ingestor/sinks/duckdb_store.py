@@ -224,8 +224,14 @@ class DuckDBStore:
         while not self._stop:
             self._wake.wait(timeout=1.0)
             self._wake.clear()
-            if not self._stop:
+            if self._stop:
+                break
+            try:
                 self.move()
+            except Exception as e:  # move() keeps store faults; this is a bug: say so, go on
+                log.exception("the mover failed; it tries again")
+                self.move_failure = e
+                time.sleep(RETRY_CAP_S)
 
     def due(self, final: bool = False) -> dict[str, int]:
         """Rows to move now, per table: whole row groups, or everything of a table whose
@@ -296,7 +302,9 @@ class DuckDBStore:
                     if table not in due:
                         continue
                     with self._lock:
-                        taken, marks[table] = self.hot.take(table, due[table])
+                        parts, marks[table] = self.hot.plan(table, due[table])
+                    # Read outside the lock: a flush must not wait for a move's reading.
+                    taken = self.hot.read(parts)
                     if taken is None:
                         continue
                     inserted = insert_new(

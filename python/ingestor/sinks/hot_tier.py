@@ -133,9 +133,10 @@ class HotTier:
         """Files with rows still to move."""
         return sum(1 for t in self.tables for f in self.files[t] if f.waiting)
 
-    def take(self, table: str, rows: int) -> tuple[pa.Table | None, dict[str, int]]:
-        """The next `rows` rows to move of `table` (oldest first, a file's tail too), and
-        what each file's `moved` becomes once they are committed."""
+    def plan(self, table: str, rows: int) -> tuple[list[tuple[Path, int, int]], dict[str, int]]:
+        """The next `rows` rows to move of `table`, oldest first (a file's tail too), as
+        (file, first row, rows), and what each file's `moved` becomes once they are
+        committed. Files are never changed once written, so `read` needs no lock."""
         parts, marks, need = [], {}, rows
         for f in self.files[table]:
             if need <= 0:
@@ -143,12 +144,17 @@ class HotTier:
             if not f.waiting:
                 continue
             count = min(need, f.waiting)
-            parts.append(pq.read_table(f.path).slice(f.moved, count))
+            parts.append((f.path, f.moved, count))
             marks[f.path.name] = f.moved + count
             need -= count
+        return parts, marks
+
+    @staticmethod
+    def read(parts: list[tuple[Path, int, int]]) -> pa.Table | None:
         if not parts:
-            return None, {}
-        return pa.concat_tables(parts, promote_options="permissive"), marks
+            return None
+        tables = [pq.read_table(path).slice(first, count) for path, first, count in parts]
+        return pa.concat_tables(tables, promote_options="permissive")
 
     def moved(self, table: str, marks: dict[str, int]) -> None:
         """The move of `marks` committed."""
