@@ -20,8 +20,6 @@ file lives until its move, so its size matters little."""
 
 from __future__ import annotations
 
-import logging
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,9 +28,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ingestor.decode import schemas
-from ingestor.sinks.parquet_files import ensure_dir, fsync_path
-
-log = logging.getLogger(__name__)
+from ingestor.sinks.parquet_files import ensure_dir, publish, temp_path
 
 #: The file of a table's schema, never moved or deleted.
 EMPTY = "000000000000.parquet"
@@ -54,8 +50,9 @@ class HotFile:
 
 
 def write_parquet(table: pa.Table, final: Path) -> None:
-    """Writes whole, fsyncs, renames into place: a reader meets a whole file or none."""
-    temporary = final.with_name(f".{final.name}.tmp")
+    """Writes whole, then publishes (fsynced, renamed, the folder fsynced), as the Parquet
+    tree does: a reader meets a whole file or none."""
+    temporary = temp_path(final.parent, final.name)
     pq.write_table(
         table,
         temporary,
@@ -63,8 +60,7 @@ def write_parquet(table: pa.Table, final: Path) -> None:
         use_dictionary=False,
         write_statistics=[c for c in TIME_COLUMNS if c in table.column_names],
     )
-    fsync_path(temporary)
-    os.replace(temporary, final)
+    publish(temporary, final)
 
 
 class HotTier:
@@ -101,7 +97,6 @@ class HotTier:
                     HotFile(path, rows, moved.get((table, path.name), 0), path.stat().st_mtime)
                 )
             self.files[table] = found
-            fsync_path(folder)
         self._next = highest + 1
 
     def put(self, tables: dict[str, pa.Table]) -> int:
@@ -116,8 +111,6 @@ class HotTier:
             write_parquet(rows_of, final)
             self.files[table].append(HotFile(final, rows_of.num_rows, 0, now))
             rows += rows_of.num_rows
-        for table in tables:
-            fsync_path(self.folder(table))
         return rows
 
     def waiting(self, table: str | None = None) -> int:

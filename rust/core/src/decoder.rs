@@ -764,14 +764,10 @@ mod fast_path_tests {
                 rejected: 0
             }
         );
-        let raw = rows
-            .column_by_name("raw_json")
-            .unwrap()
-            .as_any()
-            .downcast_ref::<arrow_array::StringArray>()
-            .unwrap();
-        let got: Vec<Option<&str>> = raw.iter().collect();
-        assert_eq!(got, [Some(element), None, Some(other.as_str()), None]);
+        assert_eq!(
+            raw_json_of(&rows),
+            [Some(element), None, Some(other.as_str()), None]
+        );
         // The serde path, on a frame it alone takes (an escape in an unknown field).
         let escaped = frame.replace(
             r#"{"accountType":"SPOT""#,
@@ -779,14 +775,21 @@ mod fast_path_tests {
         );
         let (fast, _, rows) = pair.check_rows(escaped.as_bytes());
         assert!(!fast, "the serde path takes it");
-        let raw = rows
-            .column_by_name("raw_json")
+        assert_eq!(
+            raw_json_of(&rows),
+            [Some(element), None, Some(other.as_str()), None]
+        );
+    }
+
+    /// The batch's `raw_json` column, row by row.
+    fn raw_json_of(rows: &arrow_array::RecordBatch) -> Vec<Option<&str>> {
+        rows.column_by_name("raw_json")
             .unwrap()
             .as_any()
             .downcast_ref::<arrow_array::StringArray>()
-            .unwrap();
-        let got: Vec<Option<&str>> = raw.iter().collect();
-        assert_eq!(got, [Some(element), None, Some(other.as_str()), None]);
+            .unwrap()
+            .iter()
+            .collect()
     }
 
     /// `WALLET` with its element's account-level fields before `coin` replaced by `fields`
