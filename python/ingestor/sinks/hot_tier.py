@@ -146,7 +146,12 @@ class HotTier:
     def read(parts: list[tuple[Path, int, int]]) -> pa.Table | None:
         if not parts:
             return None
-        tables = [pq.read_table(path).slice(first, count) for path, first, count in parts]
+        # ParquetFile, not pq.read_table: the dataset layer read_table goes through cost
+        # ~0.9 µs a row more on flush-sized files (1,500 rows: 2.15 against 1.27 µs a row).
+        tables = [
+            pq.ParquetFile(path).read(use_threads=False).slice(first, count)
+            for path, first, count in parts
+        ]
         return pa.concat_tables(tables, promote_options="permissive")
 
     def moved(self, table: str, marks: dict[str, int]) -> None:
