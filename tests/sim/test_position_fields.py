@@ -10,7 +10,7 @@ import orjson
 
 import ingestor
 from ingestor.sim import protocol as p
-from ingestor.sim.market import TAKER_FEE, Market, make_accounts
+from ingestor.sim.market import TAKER_FEE, Execution, Market, Position, make_accounts
 
 START_MS = 1_780_000_000_000
 
@@ -23,40 +23,50 @@ def test_break_even_and_open_time_follow_each_holding() -> None:
     for step in range(1, 400):
         now = START_MS + step * 1000
         for event in market.step(now):
-            pos = event.position
-            if pos is None:
-                continue
-            mark = market.prices[pos.instrument.symbol]
-            element = p.position_push_element(pos, mark)
-            assert isinstance(element["openTime"], int)
-            key = (event.account_id, pos.key)
-            if pos.size == 0:
-                assert element["openTime"] == 0 and element["breakEvenPrice"] == ""
-                opened.pop(key, None)
-                continue
-            # The open time is the holding's: new when it opens from flat or flips, kept
-            # while it grows or shrinks (or an order is cancelled on it).
-            fill = event.fill
-            flipped = fill is not None and fill.closed_size > 0 and fill.side == pos.side
-            if key not in opened or flipped:
-                assert element["openTime"] == now, element
-            else:
-                assert element["openTime"] == opened[key], element
-            opened[key] = element["openTime"]
-            # Closing all of it at the break-even price, at the taker fee, nets the holding's
-            # realised PnL to zero (up to the 8-decimal rounding of the price).
-            price = Decimal(element["breakEvenPrice"])
-            direction = 1 if pos.side == "Buy" else -1
-            if pos.instrument.inverse:
-                pnl = direction * (pos.size / pos.entry - pos.size / price)
-                fee = pos.size / price * TAKER_FEE
-            else:
-                pnl = direction * (price - pos.entry) * pos.size
-                fee = price * pos.size * TAKER_FEE
-            net = pos.cur_realised + pnl - fee
-            assert abs(net) <= pos.size * Decimal("1e-8"), (element, net)
-            checked += 1
+            execution = event.executions[0] if event.kind == "fill" else None
+            for pos in event.positions:
+                checked += check_position(pos, market, now, opened, event.account_id, execution)
     assert checked > 100
+
+
+def check_position(
+    pos: Position,
+    market: Market,
+    now: int,
+    opened: dict[tuple[str, tuple[str, str, int]], int],
+    account_id: str,
+    execution: Execution | None,
+) -> int:
+    """Check one pushed position's openTime and breakEvenPrice; 1 if it was open."""
+    mark = market.prices[pos.instrument.symbol]
+    element = p.position_push_element(pos, mark)
+    assert isinstance(element["openTime"], int)
+    key = (account_id, pos.key)
+    if pos.size == 0:
+        assert element["openTime"] == 0 and element["breakEvenPrice"] == ""
+        opened.pop(key, None)
+        return 0
+    # The open time is the holding's: new when it opens from flat or flips, kept while it
+    # grows or shrinks (or an order is cancelled on it, or it pays funding).
+    flipped = execution is not None and execution.closed_size > 0 and execution.side == pos.side
+    if key not in opened or flipped:
+        assert element["openTime"] == now, element
+    else:
+        assert element["openTime"] == opened[key], element
+    opened[key] = element["openTime"]
+    # Closing all of it at the break-even price, at the taker fee, nets the holding's
+    # realised PnL (fees and funding included) to zero, up to the 8-decimal rounding.
+    price = Decimal(element["breakEvenPrice"])
+    direction = 1 if pos.side == "Buy" else -1
+    if pos.instrument.inverse:
+        pnl = direction * (pos.size / pos.entry - pos.size / price)
+        fee = pos.size / price * TAKER_FEE
+    else:
+        pnl = direction * (price - pos.entry) * pos.size
+        fee = price * pos.size * TAKER_FEE
+    net = pos.cur_realised + pnl - fee
+    assert abs(net) <= pos.size * Decimal("1e-8"), (element, net)
+    return 1
 
 
 def test_the_capture_decodes_the_new_fields() -> None:
@@ -64,9 +74,7 @@ def test_the_capture_decodes_the_new_fields() -> None:
     market = Market(accounts, 8, trade_probability=1.0)
     events = [e for step in range(1, 20) for e in market.step(START_MS + step * 1000)]
     pushes, rests = [], []
-    for n, event in enumerate(events):
-        pos = event.position
-        assert pos is not None
+    for n, pos in enumerate(pos for event in events for pos in event.positions):
         mark = market.prices[pos.instrument.symbol]
         push = p.envelope(f"m{n}", "position", START_MS, [p.position_push_element(pos, mark)])
         pushes.append(orjson.dumps(push))

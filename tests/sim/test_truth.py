@@ -24,7 +24,13 @@ async def manual_truth(seed: int, steps: int) -> dict[str, Any]:
     async with Exchange(accounts=6, seed=seed, market=False, tick=0.03, trade_rate=5) as ex:
         await ex.advance(steps)
         await ex.stop_market()
-        return ex.truth()
+        return timeless(ex.truth())
+
+
+def timeless(truth: dict[str, Any]) -> dict[str, Any]:
+    """The truth without execution times: the one part that differs between runs."""
+    executions = [{k: v for k, v in e.items() if k != "exec_time"} for e in truth["executions"]]
+    return {**truth, "executions": executions}
 
 
 def test_same_seed_same_truth_and_clock_equals_manual_steps() -> None:
@@ -35,7 +41,7 @@ def test_same_seed_same_truth_and_clock_equals_manual_steps() -> None:
         async with Exchange(accounts=6, seed=21, duration=0.3, tick=0.03, trade_rate=5) as ex:
             await ex.wait_market_closed(timeout=10)
             assert ex.market.steps == 10
-            assert ex.truth() == first
+            assert timeless(ex.truth()) == first
 
     asyncio.run(main())
 
@@ -47,8 +53,24 @@ def test_truth_shape_decimal_strings_and_position_life_cycle() -> None:
             await ex.stop_market()
             truth = ex.truth()
             hedge = {a.account_id for a in ex.accounts if a.hedge}
-        assert set(truth) == {"positions", "wallets"}
+        assert set(truth) == {"positions", "wallets", "executions", "orders"}
         assert len(truth["wallets"]) == 8 * 2
+        execution_keys = {
+            "account_id", "exec_id", "exec_type", "category", "symbol", "side", "exec_qty",
+            "exec_price", "exec_fee", "exec_time",
+        }  # fmt: skip
+        for execution in truth["executions"]:
+            assert set(execution) == execution_keys and isinstance(execution["exec_time"], int)
+            for key in ("exec_qty", "exec_price", "exec_fee"):
+                assert "e" not in execution[key].lower()
+                Decimal(execution[key])
+        assert len({e["exec_id"] for e in truth["executions"]}) == len(truth["executions"])
+        assert {e["exec_type"] for e in truth["executions"]} == {
+            "Trade", "Funding", "BustTrade", "AdlTrade",
+        }  # fmt: skip
+        for order in truth["orders"]:
+            assert set(order) == {"account_id", "order_id", "order_status", "cum_exec_qty"}
+        assert {o["order_status"] for o in truth["orders"]} >= {"Filled", "Cancelled"}
         for wallet in truth["wallets"]:
             assert set(wallet) == {"account_id", "coin", "wallet_balance", "equity"}
         position_keys = {
@@ -94,6 +116,7 @@ def test_balances_and_positions_follow_from_the_executions() -> None:
             await ex.stop_market()
             truth = ex.truth()
             net_fills: dict[Key, Decimal] = defaultdict(Decimal)
+            pushed: dict[str, dict[str, Any]] = {}
             for account, ws in clients:
                 await ws.send(json.dumps({"req_id": "end", "op": "ping"}))
                 while True:
@@ -104,13 +127,32 @@ def test_balances_and_positions_follow_from_the_executions() -> None:
                         continue
                     for e in frame["data"]:
                         key = (account.account_id, SETTLE[e["category"]])
+                        # The ledger identity: execPnl - execFee of every execution, funding
+                        # (its fee) included, is the balance's whole change.
                         balances[key] += Decimal(e["execPnl"]) - Decimal(e["execFee"])
+                        pushed[e["execId"]] = e
+                        if e["execType"] == "Funding":
+                            continue  # a payment on the position, not a trade of it
                         signed = Decimal(e["execQty"]) * (1 if e["side"] == "Buy" else -1)
                         net_fills[(account.account_id, e["category"], e["symbol"], 0)] += signed
                 await ws.close()
         for wallet in truth["wallets"]:
             got = balances[(wallet["account_id"], wallet["coin"])]
             assert got == Decimal(wallet["wallet_balance"])
+        # Every execution of the truth was pushed once, with the same values.
+        assert sorted(pushed) == sorted(e["exec_id"] for e in truth["executions"])
+        for e in truth["executions"]:
+            push = pushed[e["exec_id"]]
+            assert (push["execType"], push["symbol"], push["side"]) == (
+                e["exec_type"], e["symbol"], e["side"],
+            )  # fmt: skip
+            assert (push["execQty"], push["execPrice"], push["execFee"]) == (
+                e["exec_qty"], e["exec_price"], e["exec_fee"],
+            )  # fmt: skip
+            assert push["execTime"] == str(e["exec_time"])
+        assert {e["execType"] for e in pushed.values()} == {
+            "Trade", "Funding", "BustTrade", "AdlTrade",
+        }  # fmt: skip
         net_truth: dict[Key, Decimal] = defaultdict(Decimal)
         for p in truth["positions"]:
             signed = Decimal(p["size"]) * (-1 if p["side"] == "Sell" else 1)

@@ -21,7 +21,12 @@ from pathlib import Path
 
 from ingestor.service.lifeline import die_with
 from ingestor.sim.accounts_file import write_accounts_file
-from ingestor.sim.exchange import DEFAULT_IDLE_TIMEOUT, Exchange
+from ingestor.sim.exchange import (
+    DEFAULT_FUNDING_INTERVAL,
+    DEFAULT_IDLE_TIMEOUT,
+    DEFAULT_ORDER_RETENTION,
+    Exchange,
+)
 from ingestor.sim.faults import FaultConfig, parse_accounts
 
 
@@ -56,6 +61,18 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--tick", type=float, default=0.05, help="seconds between market steps")
     ap.add_argument("--trade-rate", type=float, default=1.0, help="trades per account per second")
     ap.add_argument("--hedge-ratio", type=float, default=0.3, help="share of hedge-mode accounts")
+    ap.add_argument(
+        "--funding-interval",
+        type=float,
+        default=DEFAULT_FUNDING_INTERVAL,
+        help="seconds of market time between fundings (0: none)",
+    )
+    ap.add_argument(
+        "--order-retention",
+        type=float,
+        default=DEFAULT_ORDER_RETENTION,
+        help="seconds order history keeps orders cancelled without a fill",
+    )
     ap.add_argument(
         "--idle-timeout",
         type=float,
@@ -163,6 +180,8 @@ async def run(args: argparse.Namespace) -> int:
         tick=args.tick,
         trade_rate=args.trade_rate,
         hedge_ratio=args.hedge_ratio,
+        funding_interval=args.funding_interval,
+        order_retention=args.order_retention,
         idle_timeout=args.idle_timeout,
         faults=fault_config(args),
         firehose=args.firehose,

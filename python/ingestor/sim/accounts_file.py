@@ -33,7 +33,7 @@ def write_accounts_file(
     rest_url: str,
     inline: bool = False,
     sink_path: str = "capture.duckdb",
-    topics: tuple[str, ...] = ("position", "wallet"),
+    topics: tuple[str, ...] = ("position", "wallet", "execution", "order"),
 ) -> Path | None:
     """Write the YAML (and, unless `inline`, its env file); return the env file's path."""
     entries: list[dict[str, Any]] = []

@@ -35,6 +35,10 @@ log = logging.getLogger("ingestor.sim")
 T = TypeVar("T")
 
 DEFAULT_IDLE_TIMEOUT = 600.0
+#: Seconds of market time between fundings: a 30 s `make run` sees six.
+DEFAULT_FUNDING_INTERVAL = 5.0
+#: Seconds order history keeps an order cancelled without a fill, as Bybit: a day.
+DEFAULT_ORDER_RETENTION = 86_400.0
 
 
 class Exchange:
@@ -63,6 +67,8 @@ class Exchange:
         firehose_frames: int | None = None,
         firehose_rate: float | None = None,
         tls: ssl.SSLContext | None = None,
+        funding_interval: float = DEFAULT_FUNDING_INTERVAL,
+        order_retention: float = DEFAULT_ORDER_RETENTION,
     ) -> None:
         """Configure a run; nothing listens until `start()`.
 
@@ -77,6 +83,9 @@ class Exchange:
         firehose: serve pre-encoded pushes as fast as clients read instead of a market.
         firehose_rate: firehose messages per second per connection instead (None: no pacing).
         tls: a server context: serve wss:// and https:// (as Bybit does) instead of ws/http.
+        funding_interval: seconds of market time between fundings of every open position
+            (Bybit: 8 h; here 5 s, so a short run sees several); 0 never funds.
+        order_retention: seconds order history keeps orders cancelled without a fill (24 h).
         """
         if host != "127.0.0.1":
             raise ValueError("the simulator only binds to 127.0.0.1")
@@ -89,7 +98,13 @@ class Exchange:
         self._accounts = make_accounts(
             accounts, seed, hedge_ratio=hedge_ratio, permissions=permissions, now_ms=now_ms()
         )
-        self.market = Market(self._accounts, seed, trade_probability=min(1.0, trade_rate * tick))
+        funding_every = max(1, round(funding_interval / tick)) if funding_interval > 0 else 0
+        self.market = Market(
+            self._accounts,
+            seed,
+            trade_probability=min(1.0, trade_rate * tick),
+            funding_every=funding_every,
+        )
         self._faults = FaultBook(normalise(faults), seed)
         self._firehose = Firehose(self.market, firehose_frames, firehose_rate) if firehose else None
         self._server = Server(
@@ -97,6 +112,7 @@ class Exchange:
             self._faults,
             idle_timeout=idle_timeout,
             on_subscribed=self._firehose.on_subscribed if self._firehose else None,
+            order_retention_ms=round(order_retention * 1000),
         )
         self._runner: web.AppRunner | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -289,7 +305,8 @@ class Exchange:
         return self.market.accounts[account_id]
 
     def truth(self) -> dict[str, Any]:
-        """Positions ever opened and every wallet coin, decimals as strings (see README)."""
+        """Positions ever opened, every wallet coin, every execution and every order's final
+        state, decimals as strings (see the package docstring)."""
         return self._on_loop(self.market.truth)
 
     def fault_counts(self) -> dict[str, dict[str, int]]:

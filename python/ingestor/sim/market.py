@@ -16,16 +16,45 @@ The market is a sequence of numbered steps. Step k's price moves and trades depe
 the seed and k, never on wall-clock time, so the same seed and the same number of steps give
 the same final state; only timestamps differ between runs. No network code lives here: the
 server turns the `Event`s a step returns into pushes.
+
+Orders and executions. Every trade is an `Order` with versions: a taker (Market) order fills
+at once (its one version pushed: Filled); a maker (Limit) order now and then rests and fills
+in 2-3 executions over later steps (New, PartiallyFilled..., Filled), or is cancelled while
+partly filled (Cancelled with cumExecQty > 0: Bybit's `PartiallyFilledCanceled` is a spot
+status, derivatives say Cancelled); a limit order placed away from the market is cancelled
+unfilled (New, Cancelled). An account with a working order does nothing else until it ends.
+Every execution of an order is at the order's price, so its avgPrice is that price. Now and
+then a fill's Filled version is pushed twice, identical (a cancel racing the fill). Now and
+then an open position is liquidated (`BustTrade` at the bust price, taker fee) or
+auto-deleveraged (`AdlTrade` at the mark, no fee). Every `funding_every` steps each open
+position pays or receives funding (`Funding`: execQty the position size, execPrice the mark,
+side the position's, feeRate the rate the account pays (the symbol's rate for a long, its
+negation for a short), execFee = execValue x feeRate: positive paid, negative received;
+closedSize and execPnl 0; orderId `<funding time s>-<symbol>-<round>-<side>`, no order).
+
+The ledger identity (what a client can check): a coin's walletBalance changes only through
+executions, by execPnl - execFee each, so over a run
+
+    walletBalance(end) - walletBalance(start) = sum(execPnl) - sum(execFee)
+
+over the account's executions settled in that coin (Trade, BustTrade, AdlTrade, Funding).
+execPnl is Bybit's (the transaction log's cashFlow): the PnL of the closed part, closedSize x
+(price - entry) for a long, the opposite for a short (inverse: closedSize x (1/entry -
+1/price)), rounded to 8 decimals; 0 on opening fills and on Funding. execFee is the trading
+fee (execValue x feeRate, rounded to 8 decimals) or, on Funding, the funding fee: so "realised
+PnL - fees - funding" of the brief is sum(execPnl) - sum(execFee). A position's and a coin's
+cumRealisedPnl move by the same amounts.
 """
 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import random
 import string
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Literal
 
@@ -41,6 +70,22 @@ MAKER_FEE = Decimal("0.0002")
 #: Bybit's break-even formula takes the taker fee rate, but at least this.
 BREAK_EVEN_FEE_FLOOR = Decimal("0.00055")
 COINS = ("USDT", "BTC")
+#: A maker order that rests and fills in 2-3 executions over later steps, this often.
+PARTIAL_PROBABILITY = 0.3
+#: An order's Filled version pushed twice (a cancel racing the last fill), this often.
+DOUBLE_FILLED_PROBABILITY = 0.05
+#: Liquidations and ADLs per step of an account, as a share of its trade probability.
+LIQUIDATION_SHARE = 0.02
+ADL_SHARE = 0.02
+#: Default steps between fundings: 5 s at the default 0.05 s tick, so a 30 s run funds 6 times.
+DEFAULT_FUNDING_EVERY = 100
+#: Funding rates are drawn per symbol and round from this range, in millionths.
+FUNDING_RATE_MICROS = (-300, 500)
+MICRO = Decimal("0.000001")
+OPEN_STATUSES = ("New", "PartiallyFilled")
+CREATE_BY_USER = "CreateByUser"
+CREATE_BY_LIQ = "CreateByLiq"
+CREATE_BY_ADL = "CreateByAdl_PassThrough"
 
 
 def q8(value: Decimal) -> Decimal:
@@ -178,6 +223,12 @@ class Account:
     created_ms: int
     coins: dict[str, CoinBalance] = field(default_factory=dict)
     positions: dict[tuple[str, str, int], Position] = field(default_factory=dict)
+    #: Every order's latest version, in placement order.
+    orders: dict[str, Order] = field(default_factory=dict)
+    #: Every execution, in the order they happened.
+    executions: list[Execution] = field(default_factory=list)
+    #: The order still being filled, if any (the account trades nothing else meanwhile).
+    working: str | None = None
 
     def __repr__(self) -> str:
         """Never show the secret, not even in a traceback."""
@@ -200,59 +251,96 @@ class Account:
 
 
 @dataclass(frozen=True)
-class Fill:
-    """One execution of one order, with everything the pushes need to describe it."""
+class Order:
+    """One version of an order; the market replaces it (`dataclasses.replace`) on every change.
+
+    `pending` holds the sizes of the executions still to come (the market's plan, not Bybit's).
+    """
 
     order_id: str
+    instrument: Instrument
+    idx: int
+    side: str
+    order_type: Literal["Limit", "Market"]
+    price: Decimal
+    qty: Decimal
+    created_ms: int
+    updated_ms: int
+    create_type: str = CREATE_BY_USER
+    status: str = "New"
+    cancel_type: str = "UNKNOWN"
+    cum_qty: Decimal = ZERO
+    cum_value: Decimal = ZERO
+    cum_fee: Decimal = ZERO
+    #: Realised PnL minus fees of the order's closing executions (Bybit's `closedPnl`).
+    closed_pnl: Decimal = ZERO
+    pending: tuple[Decimal, ...] = ()
+
+    @property
+    def is_open(self) -> bool:
+        """New or PartiallyFilled: still on the book."""
+        return self.status in OPEN_STATUSES
+
+    @property
+    def leaves_qty(self) -> Decimal:
+        """What is left to fill; 0 once the order has ended, however it ended."""
+        return self.qty - self.cum_qty if self.is_open else ZERO
+
+    def value_of(self, qty: Decimal) -> Decimal:
+        """The settle-coin value of `qty` at the order's price."""
+        return value_at(self.instrument, qty, self.price)
+
+
+def value_at(instrument: Instrument, qty: Decimal, price: Decimal) -> Decimal:
+    """Value of `qty` contracts at `price` in the settle coin: USDT linear, BTC inverse."""
+    return q8(qty / price) if instrument.inverse else q8(qty * price)
+
+
+@dataclass(frozen=True)
+class Execution:
+    """One execution of an account: a fill of an order, a liquidation, an ADL or a funding."""
+
+    account_id: str
     exec_id: str
+    exec_type: Literal["Trade", "BustTrade", "AdlTrade", "Funding"]
+    order_id: str
     instrument: Instrument
     idx: int
     side: str
     qty: Decimal
     price: Decimal
+    value: Decimal
     fee: Decimal
     fee_rate: Decimal
     is_maker: bool
     closed_size: Decimal
     exec_pnl: Decimal
+    mark: Decimal
     time_ms: int
     seq: int
-
-    @property
-    def order_type(self) -> str:
-        """Maker fills come from resting limit orders, taker fills from market orders."""
-        return "Limit" if self.is_maker else "Market"
-
-    @property
-    def value(self) -> Decimal:
-        """Executed value in the settle coin."""
-        if self.instrument.inverse:
-            return q8(self.qty / self.price)
-        return q8(self.qty * self.price)
-
-
-@dataclass(frozen=True)
-class CancelledOrder:
-    """A limit order that was placed and cancelled: on Bybit this still pushes the position."""
-
-    order_id: str
-    instrument: Instrument
-    idx: int
-    side: str
-    qty: Decimal
-    price: Decimal
-    time_ms: int
+    #: The order's type, price, size and what it has left after this execution; "UNKNOWN"
+    #: and zeros for Funding, which belongs to no order (as Bybit lists it).
+    order_type: str
+    order_price: Decimal
+    order_qty: Decimal
+    leaves_qty: Decimal
+    create_type: str
 
 
 @dataclass(frozen=True)
 class Event:
-    """A state change of one account, for the server to push."""
+    """A state change of one account, for the server to push.
+
+    fill: order versions (in order), one execution, its position, then the wallet;
+    cancel: order versions, each followed by the position (Bybit pushes it on every order
+    change); funding: the executions, the funded positions, the wallet; mark: the wallet.
+    """
 
     account_id: str
-    kind: Literal["fill", "cancel", "mark"]
-    position: Position | None = None
-    fill: Fill | None = None
-    cancel: CancelledOrder | None = None
+    kind: Literal["fill", "cancel", "funding", "mark"]
+    positions: tuple[Position, ...] = ()
+    orders: tuple[Order, ...] = ()
+    executions: tuple[Execution, ...] = ()
 
 
 def _key_material(seed: int, index: int, what: str, length: int) -> str:
@@ -298,6 +386,15 @@ def make_accounts(
     return accounts
 
 
+def bust_price(pos: Position) -> Decimal:
+    """Where the position's initial margin is gone at the fixed leverage, on the tick grid:
+    entry x (1 - 1/leverage) for a long, x (1 + 1/leverage) for a short."""
+    inst = pos.instrument
+    step = 1 / LEVERAGE if pos.side == "Sell" else -1 / LEVERAGE
+    ticks = (pos.entry * (1 + step) / inst.tick).quantize(Decimal(1), ROUND_HALF_EVEN)
+    return max(inst.tick, ticks * inst.tick)
+
+
 class Market:
     """Seeded prices and trading of every account; the single owner of the true state."""
 
@@ -308,13 +405,17 @@ class Market:
         *,
         trade_probability: float,
         cancel_probability: float = 0.05,
+        funding_every: int = DEFAULT_FUNDING_EVERY,
     ) -> None:
+        """funding_every: steps between fundings (0: never)."""
         self.accounts = {a.account_id: a for a in accounts}
         self.prices: dict[str, Decimal] = {i.symbol: i.start_price for i in INSTRUMENTS}
         self.steps = 0
+        self.fundings = 0
         self._rng = random.Random(f"{seed}:market")
         self._trade_probability = trade_probability
         self._cancel_probability = cancel_probability
+        self._funding_every = funding_every
         self._seq: dict[str, int] = {
             i.symbol: 1_000_000 * (n + 1) for n, i in enumerate(INSTRUMENTS)
         }
@@ -329,29 +430,43 @@ class Market:
         return self._seq[symbol]
 
     def step(self, now_ms: int) -> list[Event]:
-        """Advance one step: move every price, then let each account maybe trade."""
+        """Advance one step: move every price, let each account maybe act, maybe fund."""
         self.steps += 1
         rng = self._rng
         for inst in INSTRUMENTS:
             ticks = round(rng.gauss(0, 4))
             floor = inst.start_price / 4
             self.prices[inst.symbol] = max(floor, self.prices[inst.symbol] + ticks * inst.tick)
+        trade, cancel = self._trade_probability, self._cancel_probability
+        liquidate = trade * LIQUIDATION_SHARE
         events: list[Event] = []
         for account in self.accounts.values():
             roll = rng.random()
-            if roll < self._trade_probability:
-                events.extend(self._trade(account, now_ms))
-            elif roll < self._trade_probability + self._cancel_probability:
+            if account.working is not None:
+                order = account.orders[account.working]
+                if roll < trade:
+                    events.append(self._execute(account, order, now_ms))
+                elif roll < trade + cancel:
+                    events.append(self._cancel_working(account, order, now_ms))
+            elif roll < trade:
+                events.append(self._trade(account, now_ms))
+            elif roll < trade + cancel:
                 events.extend(self._place_and_cancel(account, now_ms))
+            elif roll < trade + cancel + liquidate:
+                events.extend(self._forced_close(account, "BustTrade", now_ms))
+            elif roll < trade + cancel + liquidate + trade * ADL_SHARE:
+                events.extend(self._forced_close(account, "AdlTrade", now_ms))
+        # Funding comes last in its step, so the pushes of the step's trades already show it.
+        if self._funding_every and self.steps % self._funding_every == 0:
+            events.extend(self._funding(now_ms))
         return events
 
-    def _trade(self, account: Account, now_ms: int) -> Iterator[Event]:
-        """One taker or maker fill that opens, grows, reduces, closes or flips a position."""
+    def _trade(self, account: Account, now_ms: int) -> Event:
+        """A new order that opens, grows, reduces, closes or flips a position."""
         rng = self._rng
         inst = rng.choice(INSTRUMENTS)
         idx = rng.choice(account.slots(inst))
         pos = account.position(inst, idx, now_ms)
-        price = self.prices[inst.symbol]
         lots = rng.randint(1, inst.max_lots)
         qty = inst.qty_step * lots
         if idx == 0:
@@ -370,24 +485,86 @@ class Market:
             else:
                 side = opening
         is_maker = rng.random() < 0.3
-        fee_rate = MAKER_FEE if is_maker else TAKER_FEE
-        fill = self._apply(account, pos, side, qty, price, fee_rate, is_maker, now_ms)
-        yield Event(account.account_id, "fill", position=pos, fill=fill)
+        pieces: tuple[Decimal, ...] = (qty,)
+        if is_maker and qty >= 2 * inst.qty_step and rng.random() < PARTIAL_PROBABILITY:
+            pieces = self._pieces(inst, qty)
+        order = Order(
+            order_id=self._uuid(),
+            instrument=inst,
+            idx=idx,
+            side=side,
+            order_type="Limit" if is_maker else "Market",
+            price=self.prices[inst.symbol],
+            qty=qty,
+            created_ms=now_ms,
+            updated_ms=now_ms,
+            pending=pieces,
+        )
+        # A resting order is seen New first; one filled at once pushes only its end state.
+        return self._execute(account, order, now_ms, placed=len(pieces) > 1)
+
+    def _pieces(self, inst: Instrument, qty: Decimal) -> tuple[Decimal, ...]:
+        """`qty` cut into 2 or 3 positive multiples of the quantity step."""
+        lots = int(qty / inst.qty_step)
+        count = min(lots, self._rng.choice((2, 3)))
+        cuts = sorted(self._rng.sample(range(1, lots), count - 1))
+        bounds = [0, *cuts, lots]
+        return tuple(inst.qty_step * (b - a) for a, b in itertools.pairwise(bounds))
+
+    def _execute(
+        self,
+        account: Account,
+        order: Order,
+        now_ms: int,
+        *,
+        placed: bool = False,
+        exec_type: Literal["Trade", "BustTrade", "AdlTrade"] = "Trade",
+    ) -> Event:
+        """The order's next planned execution, booked, and the order's new version."""
+        qty, rest = order.pending[0], order.pending[1:]
+        pos = account.position(order.instrument, order.idx, now_ms)
+        execution = self._apply(account, pos, order, qty, exec_type, now_ms)
+        versions = (order,) if placed else ()
+        order = replace(
+            order,
+            status="PartiallyFilled" if rest else "Filled",
+            cum_qty=order.cum_qty + qty,
+            cum_value=order.cum_value + execution.value,
+            cum_fee=order.cum_fee + execution.fee,
+            closed_pnl=order.closed_pnl
+            + (execution.exec_pnl - execution.fee if execution.closed_size else ZERO),
+            pending=rest,
+            updated_ms=now_ms,
+        )
+        account.orders[order.order_id] = order
+        account.working = order.order_id if rest else None
+        versions += (order,)
+        if not rest and self._rng.random() < DOUBLE_FILLED_PROBABILITY:
+            versions += (order,)
+        return Event(
+            account.account_id,
+            "fill",
+            positions=(pos,),
+            orders=versions,
+            executions=(execution,),
+        )
 
     def _apply(
         self,
         account: Account,
         pos: Position,
-        side: str,
+        order: Order,
         qty: Decimal,
-        price: Decimal,
-        fee_rate: Decimal,
-        is_maker: bool,
+        exec_type: Literal["Trade", "BustTrade", "AdlTrade"],
         now_ms: int,
-    ) -> Fill:
-        """Book a fill: position size/side/entry, realised PnL and fee into the wallet."""
+    ) -> Execution:
+        """Book one execution: position size/side/entry, realised PnL and fee into the wallet."""
         inst = pos.instrument
-        value = q8(qty / price) if inst.inverse else q8(qty * price)
+        side, price = order.side, order.price
+        is_maker = order.order_type == "Limit"
+        # Bybit charges no fee on an ADL; a liquidation pays the taker rate.
+        fee_rate = ZERO if exec_type == "AdlTrade" else MAKER_FEE if is_maker else TAKER_FEE
+        value = value_at(inst, qty, price)
         fee = q8(value * fee_rate)
         closed = ZERO
         pnl = ZERO
@@ -432,22 +609,43 @@ class Market:
             pos.opened_ms = now_ms
         pos.updated_ms = now_ms
         pos.seq = self._next_seq(inst.symbol)
-        return Fill(
-            order_id=self._uuid(),
+        execution = Execution(
+            account_id=account.account_id,
             exec_id=self._uuid(),
+            exec_type=exec_type,
+            order_id=order.order_id,
             instrument=inst,
             idx=pos.idx,
             side=side,
             qty=qty,
             price=price,
+            value=value,
             fee=fee,
             fee_rate=fee_rate,
             is_maker=is_maker,
             closed_size=closed,
             exec_pnl=pnl,
+            mark=self.prices[inst.symbol],
             time_ms=now_ms,
             seq=pos.seq,
+            order_type=order.order_type,
+            order_price=price,
+            order_qty=order.qty,
+            leaves_qty=order.qty - order.cum_qty - qty,
+            create_type=order.create_type,
         )
+        account.executions.append(execution)
+        return execution
+
+    def _cancel_working(self, account: Account, order: Order, now_ms: int) -> Event:
+        """The partly filled order is cancelled: Cancelled, with what it did fill."""
+        cancelled = replace(
+            order, status="Cancelled", cancel_type="CancelByUser", pending=(), updated_ms=now_ms
+        )
+        account.orders[order.order_id] = cancelled
+        account.working = None
+        pos = account.position(order.instrument, order.idx, now_ms)
+        return Event(account.account_id, "cancel", positions=(pos,), orders=(cancelled,))
 
     def _place_and_cancel(self, account: Account, now_ms: int) -> Iterator[Event]:
         """A limit order placed away from the market and cancelled, on a known position.
@@ -464,16 +662,112 @@ class Market:
         side = rng.choice(("Buy", "Sell"))
         offset = inst.tick * rng.randint(50, 500)
         price = self.prices[inst.symbol] + (-offset if side == "Buy" else offset)
-        order = CancelledOrder(
+        placed = Order(
             order_id=self._uuid(),
             instrument=inst,
             idx=pos.idx,
             side=side,
-            qty=inst.qty_step * rng.randint(1, inst.max_lots),
+            order_type="Limit",
             price=max(inst.tick, price),
-            time_ms=now_ms,
+            qty=inst.qty_step * rng.randint(1, inst.max_lots),
+            created_ms=now_ms,
+            updated_ms=now_ms,
         )
-        yield Event(account.account_id, "cancel", position=pos, cancel=order)
+        cancelled = replace(placed, status="Cancelled", cancel_type="CancelByUser")
+        account.orders[placed.order_id] = cancelled
+        yield Event(account.account_id, "cancel", positions=(pos,), orders=(placed, cancelled))
+
+    def _forced_close(
+        self, account: Account, exec_type: Literal["BustTrade", "AdlTrade"], now_ms: int
+    ) -> Iterator[Event]:
+        """Close one open position by the exchange: a liquidation at the bust price, or an
+        auto-deleverage at the mark. Neither depends on the price having got there: the
+        simulator only needs them to happen now and then, with Bybit's shapes."""
+        open_positions = [p for p in account.positions.values() if p.size > 0]
+        if not open_positions:
+            return
+        pos = self._rng.choice(open_positions)
+        inst = pos.instrument
+        price = self.prices[inst.symbol] if exec_type == "AdlTrade" else bust_price(pos)
+        order = Order(
+            order_id=self._uuid(),
+            instrument=inst,
+            idx=pos.idx,
+            side="Sell" if pos.side == "Buy" else "Buy",
+            order_type="Market",
+            price=price,
+            qty=pos.size,
+            created_ms=now_ms,
+            updated_ms=now_ms,
+            create_type=CREATE_BY_LIQ if exec_type == "BustTrade" else CREATE_BY_ADL,
+            pending=(pos.size,),
+        )
+        yield self._execute(account, order, now_ms, exec_type=exec_type)
+
+    def _funding(self, now_ms: int) -> Iterator[Event]:
+        """Every open position pays (or receives) its symbol's funding at the mark."""
+        self.fundings += 1
+        low, high = FUNDING_RATE_MICROS
+        rates = {i.symbol: self._rng.randint(low, high) * MICRO for i in INSTRUMENTS}
+        for account in self.accounts.values():
+            # One event per category: its pushes go to that category's topics.
+            for category in ("linear", "inverse"):
+                funded = tuple(
+                    p
+                    for p in account.positions.values()
+                    if p.size > 0 and p.instrument.category == category
+                )
+                if funded:
+                    executions = tuple(
+                        self._fund(account, pos, rates[pos.instrument.symbol], now_ms)
+                        for pos in funded
+                    )
+                    yield Event(
+                        account.account_id, "funding", positions=funded, executions=executions
+                    )
+
+    def _fund(self, account: Account, pos: Position, rate: Decimal, now_ms: int) -> Execution:
+        """Book one funding: the fee leaves (or, negative, enters) the wallet."""
+        inst = pos.instrument
+        mark = self.prices[inst.symbol]
+        # A positive rate: longs pay shorts. feeRate is the rate from the account's side.
+        fee_rate = rate if pos.side == "Buy" else -rate
+        value = value_at(inst, pos.size, mark)
+        fee = q8(value * fee_rate)
+        coin = account.coins[inst.settle_coin]
+        coin.wallet_balance -= fee
+        coin.cum_realised -= fee
+        pos.cum_realised -= fee
+        pos.cur_realised -= fee
+        pos.updated_ms = now_ms
+        pos.seq = self._next_seq(inst.symbol)
+        execution = Execution(
+            account_id=account.account_id,
+            exec_id=self._uuid(),
+            exec_type="Funding",
+            order_id=f"{now_ms // 1000}-{inst.symbol}-{self.fundings}-{pos.side}",
+            instrument=inst,
+            idx=pos.idx,
+            side=pos.side,
+            qty=pos.size,
+            price=mark,
+            value=value,
+            fee=fee,
+            fee_rate=fee_rate,
+            is_maker=False,
+            closed_size=ZERO,
+            exec_pnl=ZERO,
+            mark=mark,
+            time_ms=now_ms,
+            seq=pos.seq,
+            order_type="UNKNOWN",
+            order_price=ZERO,
+            order_qty=ZERO,
+            leaves_qty=ZERO,
+            create_type="",
+        )
+        account.executions.append(execution)
+        return execution
 
     def closing_marks(self) -> list[Event]:
         """One wallet event per account when the market stops.
@@ -531,4 +825,36 @@ class Market:
                         "equity": dec_str(self.coin_equity(account, coin)),
                     }
                 )
-        return {"positions": positions, "wallets": wallets}
+        return {
+            "positions": positions,
+            "wallets": wallets,
+            "executions": [
+                execution_truth(e) for a in self.accounts.values() for e in a.executions
+            ],
+            "orders": [
+                {
+                    "account_id": account.account_id,
+                    "order_id": order.order_id,
+                    "order_status": order.status,
+                    "cum_exec_qty": dec_str(order.cum_qty),
+                }
+                for account in self.accounts.values()
+                for order in account.orders.values()
+            ],
+        }
+
+
+def execution_truth(e: Execution) -> dict[str, str | int]:
+    """One execution in the truth's shape (see the package docstring)."""
+    return {
+        "account_id": e.account_id,
+        "exec_id": e.exec_id,
+        "exec_type": e.exec_type,
+        "category": e.instrument.category,
+        "symbol": e.instrument.symbol,
+        "side": e.side,
+        "exec_qty": dec_str(e.qty),
+        "exec_price": dec_str(e.price),
+        "exec_fee": dec_str(e.fee),
+        "exec_time": e.time_ms,
+    }

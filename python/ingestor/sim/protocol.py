@@ -31,11 +31,12 @@ from typing import Any
 
 from ingestor.sim.market import (
     COINS,
+    CREATE_BY_USER,
     LEVERAGE,
     Account,
-    CancelledOrder,
-    Fill,
+    Execution,
     Market,
+    Order,
     Position,
     dec_str,
     q8,
@@ -45,6 +46,9 @@ WS_PATH = "/v5/private"
 POSITION_LIST_PATH = "/v5/position/list"
 WALLET_BALANCE_PATH = "/v5/account/wallet-balance"
 QUERY_API_PATH = "/v5/user/query-api"
+EXECUTION_LIST_PATH = "/v5/execution/list"
+ORDER_HISTORY_PATH = "/v5/order/history"
+ORDER_REALTIME_PATH = "/v5/order/realtime"
 
 CATEGORIES = ("linear", "inverse", "option")
 #: Topics a private connection may subscribe to. Per-category variants exist for position,
@@ -136,8 +140,13 @@ def unsupported_op_message(op: object) -> str:
     return f"error:unsupported op:{op}"
 
 
-def envelope(message_id: str, topic: str, creation_ms: int, data: list[Any]) -> dict[str, Any]:
-    """A push: id, topic, integer creationTime and an array of elements."""
+def envelope(
+    message_id: str | None, topic: str, creation_ms: int, data: list[Any]
+) -> dict[str, Any]:
+    """A push: id, topic, integer creationTime and an array of elements; `execution.fast`
+    pushes carry no id (message_id None)."""
+    if message_id is None:
+        return {"topic": topic, "creationTime": creation_ms, "data": data}
     return {"id": message_id, "topic": topic, "creationTime": creation_ms, "data": data}
 
 
@@ -277,155 +286,147 @@ def wallet_element(
     }
 
 
-def execution_element(fill: Fill, mark: Decimal) -> dict[str, Any]:
-    """One element of an `execution` push for a fill."""
-    inst = fill.instrument
+def _execution_fields(e: Execution) -> dict[str, Any]:
+    """Fields of an execution shared by the push and `/v5/execution/list`, in Bybit's order."""
+    inst = e.instrument
     return {
-        "category": inst.category,
         "symbol": inst.symbol,
-        "isLeverage": "",
-        "orderId": fill.order_id,
-        "orderLinkId": "",
-        "side": fill.side,
-        "orderPrice": dec_str(fill.price),
-        "orderQty": dec_str(fill.qty),
-        "leavesQty": "0",
-        "createType": "CreateByUser",
-        "orderType": fill.order_type,
-        "stopOrderType": "",
-        "execFee": dec_str(fill.fee),
-        "execFeeV2": "",
-        "execId": fill.exec_id,
-        "execPrice": dec_str(fill.price),
-        "execQty": dec_str(fill.qty),
-        "execPnl": dec_str(fill.exec_pnl),
-        "execType": "Trade",
-        "execValue": dec_str(fill.value),
-        "execTime": str(fill.time_ms),
-        "isMaker": fill.is_maker,
-        "feeRate": dec_str(fill.fee_rate),
-        "feeCurrency": "",
+        "closedSize": dec_str(e.closed_size),
+        "execFee": dec_str(e.fee),
+        "execId": e.exec_id,
+        "execPrice": dec_str(e.price),
+        "execQty": dec_str(e.qty),
+        "execType": e.exec_type,
+        "execValue": dec_str(e.value),
+        "feeRate": dec_str(e.fee_rate),
         "tradeIv": "",
         "markIv": "",
-        "markPrice": dec_str(mark),
+        "blockTradeId": "",
+        "markPrice": dec_str(e.mark),
         "indexPrice": "",
         "underlyingPrice": "",
-        "blockTradeId": "",
-        "closedSize": dec_str(fill.closed_size),
-        "seq": fill.seq,
-        "marketUnit": "",
+        "leavesQty": dec_str(e.leaves_qty),
+        "orderId": e.order_id,
+        "orderLinkId": "",
+        "orderPrice": dec_str(e.order_price),
+        "orderQty": dec_str(e.order_qty),
+        "orderType": e.order_type,
+        "stopOrderType": "UNKNOWN",
+        "side": e.side,
+        "execTime": str(e.time_ms),
+        "isMaker": e.is_maker,
+        "seq": e.seq,
+        # No Indian GST here: Bybit sends "" rather than an empty array.
+        "extraFees": "",
+        "feeCurrency": inst.settle_coin,
     }
 
 
-def _order_common(
-    *,
-    order_id: str,
-    category: str,
-    symbol: str,
-    side: str,
-    idx: int,
-    order_type: str,
-    price: Decimal,
-    qty: Decimal,
-    time_ms: int,
-) -> dict[str, Any]:
-    """Order fields that do not depend on how the order ended."""
+def execution_element(e: Execution) -> dict[str, Any]:
+    """One element of an `execution` push (the fields of Bybit's newest example)."""
+    fields = _execution_fields(e)
+    fields.update(
+        category=e.instrument.category,
+        isLeverage="0",
+        marketUnit="",
+        execPnl=dec_str(e.exec_pnl),
+        createType=e.create_type,
+    )
+    return fields
+
+
+def execution_rest_element(e: Execution) -> dict[str, Any]:
+    """One item of `/v5/execution/list`: no category (it is at `result.category`), and none
+    of createType, execPnl, isLeverage, marketUnit, which Bybit's examples never show there."""
+    return _execution_fields(e)
+
+
+def execution_fast_element(e: Execution) -> dict[str, Any]:
+    """One element of `execution.fast`: Trade rows only, no fee, no PnL, few fields."""
     return {
-        "category": category,
-        "symbol": symbol,
-        "orderId": order_id,
+        "category": e.instrument.category,
+        "symbol": e.instrument.symbol,
+        "execId": e.exec_id,
+        "execPrice": dec_str(e.price),
+        "execQty": dec_str(e.qty),
+        "orderId": e.order_id,
+        "isMaker": e.is_maker,
         "orderLinkId": "",
+        "side": e.side,
+        "execTime": str(e.time_ms),
+        "seq": e.seq,
+    }
+
+
+def _order_fields(order: Order) -> dict[str, Any]:
+    """Fields of an order version shared by the push and the REST order lists."""
+    filled = order.cum_qty > 0
+    return {
+        "symbol": order.instrument.symbol,
+        "orderId": order.order_id,
+        "side": order.side,
+        "orderType": order.order_type,
+        "cancelType": order.cancel_type,
+        "price": dec_str(order.price),
+        "qty": dec_str(order.qty),
+        "orderIv": "",
+        "timeInForce": "GTC" if order.order_type == "Limit" else "IOC",
+        "orderStatus": order.status,
+        "orderLinkId": "",
+        "lastPriceOnCreated": dec_str(order.price),
+        # The exchange's own orders (liquidation, ADL) only ever reduce the position.
+        "reduceOnly": order.create_type != CREATE_BY_USER,
+        "leavesQty": dec_str(order.leaves_qty),
+        "leavesValue": dec_str(order.value_of(order.leaves_qty)),
+        "cumExecQty": dec_str(order.cum_qty),
+        "cumExecValue": dec_str(order.cum_value),
+        # Every execution of an order is at its price (see `market`); "" until one is.
+        "avgPrice": dec_str(order.price) if filled else "",
         "blockTradeId": "",
-        "isLeverage": "",
-        "side": side,
-        "positionIdx": idx,
-        "orderType": order_type,
-        "price": dec_str(price),
-        "qty": dec_str(qty),
-        "timeInForce": "GTC" if order_type == "Limit" else "IOC",
+        "positionIdx": order.idx,
+        "cumExecFee": dec_str(order.cum_fee),
+        "createdTime": str(order.created_ms),
+        "updatedTime": str(order.updated_ms),
+        "rejectReason": "EC_NoError",
+        "stopOrderType": "",
+        "tpslMode": "",
         "triggerPrice": "",
-        "triggerBy": "",
-        "triggerDirection": 0,
         "takeProfit": "",
         "stopLoss": "",
         "tpTriggerBy": "",
         "slTriggerBy": "",
         "tpLimitPrice": "",
         "slLimitPrice": "",
-        "tpslMode": "",
-        "stopOrderType": "",
-        "orderIv": "",
-        "lastPriceOnCreated": dec_str(price),
-        "reduceOnly": False,
+        "triggerDirection": 0,
+        "triggerBy": "",
         "closeOnTrigger": False,
         "placeType": "",
         "smpType": "None",
         "smpGroup": 0,
         "smpOrderId": "",
-        "feeCurrency": "",
-        "createdTime": str(time_ms),
-        "updatedTime": str(time_ms),
+        "cumFeeDetail": {order.instrument.settle_coin: dec_str(order.cum_fee)} if filled else {},
     }
 
 
-def order_filled_element(fill: Fill) -> dict[str, Any]:
-    """The `order` element of a filled order."""
-    element = _order_common(
-        order_id=fill.order_id,
-        category=fill.instrument.category,
-        symbol=fill.instrument.symbol,
-        side=fill.side,
-        idx=fill.idx,
-        order_type=fill.order_type,
-        price=fill.price,
-        qty=fill.qty,
-        time_ms=fill.time_ms,
+def order_element(order: Order) -> dict[str, Any]:
+    """One element of an `order` push (the fields of Bybit's newest example)."""
+    fields = _order_fields(order)
+    fields.update(
+        category=order.instrument.category,
+        closedPnl=dec_str(order.closed_pnl),
+        feeCurrency="",
+        rpiTakerAccess=False,
+        rpiMatchedQty="0",
     )
-    element.update(
-        orderStatus="Filled",
-        cancelType="UNKNOWN",
-        rejectReason="EC_NoError",
-        avgPrice=dec_str(fill.price),
-        leavesQty="0",
-        leavesValue="0",
-        cumExecQty=dec_str(fill.qty),
-        cumExecValue=dec_str(fill.value),
-        cumExecFee=dec_str(fill.fee),
-    )
-    return element
+    return fields
 
 
-def order_cancel_elements(order: CancelledOrder) -> list[dict[str, Any]]:
-    """Two `order` elements: the limit order as placed (New), then Cancelled."""
-    common = {
-        "order_id": order.order_id,
-        "category": order.instrument.category,
-        "symbol": order.instrument.symbol,
-        "side": order.side,
-        "idx": order.idx,
-        "order_type": "Limit",
-        "price": order.price,
-        "qty": order.qty,
-        "time_ms": order.time_ms,
-    }
-    leaves_value = q8(
-        order.qty / order.price if order.instrument.inverse else order.qty * order.price
-    )
-    placed = _order_common(**common)
-    placed.update(
-        orderStatus="New",
-        cancelType="UNKNOWN",
-        rejectReason="EC_NoError",
-        avgPrice="",
-        leavesQty=dec_str(order.qty),
-        leavesValue=dec_str(leaves_value),
-        cumExecQty="0",
-        cumExecValue="0",
-        cumExecFee="0",
-    )
-    cancelled = dict(placed, orderStatus="Cancelled", cancelType="CancelByUser", leavesQty="0")
-    cancelled["leavesValue"] = "0"
-    return [placed, cancelled]
+def order_rest_element(order: Order) -> dict[str, Any]:
+    """One item of `/v5/order/realtime` and `/v5/order/history`: no category, and
+    `isLeverage` (spot margin only, "" here), as Bybit's newest example has them."""
+    fields = _order_fields(order)
+    fields["isLeverage"] = ""
+    return fields
 
 
 # ---- REST ----------------------------------------------------------------------------------
@@ -455,6 +456,46 @@ def timestamp_error_message(req_ts: str, server_ms: int, recv_window: str) -> st
 def sign_error_message(origin: str) -> str:
     """Bybit's 10004 text; the origin string holds no secret (timestamp, key, window, query)."""
     return f"error sign! origin_string[{origin}]"
+
+
+#: The ledger's REST windows (Bybit's rules for execution list and order history).
+DAY_MS = 86_400_000
+WINDOW_MS = 7 * DAY_MS
+#: Orders with fills (and executions) are kept this long; cancelled ones without fills for
+#: a day only (the retention is the server's parameter, so a test can shorten it).
+KEEP_MS = 730 * DAY_MS
+#: Statuses order history lists when asked for none: the final ones.
+FINAL_STATUSES = ("Filled", "Cancelled", "PartiallyFilledCanceled", "Rejected", "Deactivated")
+#: Final statuses without fills that order history forgets after a day.
+SHORT_LIVED_STATUSES = ("Cancelled", "Rejected", "Deactivated")
+#: `/v5/order/realtime?openOnly=1` lists this many recently closed orders per category.
+RECENT_CLOSED = 500
+WINDOW_TOO_LONG = "params error: endTime - startTime must be at most 7 days"  # sim's wording
+
+
+def time_window(query: Any, now_ms: int) -> tuple[int, int] | str:
+    """The [start, end] a ledger request covers, by Bybit's 7-day rule, or the error text.
+
+    No times: the last 7 days; startTime only: start .. start + 7 d; endTime only:
+    end - 7 d .. end; both: as given, if end - start <= 7 d (both bounds inclusive).
+    """
+    try:
+        start = int(query["startTime"]) if query.get("startTime") else None
+        end = int(query["endTime"]) if query.get("endTime") else None
+    except ValueError:
+        return "params error: startTime and endTime are integers (ms)"
+    if start is None and end is None:
+        return now_ms - WINDOW_MS, now_ms
+    if end is None:
+        assert start is not None
+        return start, start + WINDOW_MS
+    if start is None:
+        return end - WINDOW_MS, end
+    if end < start:
+        return "params error: endTime is before startTime"  # sim's wording
+    if end - start > WINDOW_MS:
+        return WINDOW_TOO_LONG
+    return start, end
 
 
 INVALID_KEY_MESSAGE = "API key is invalid."

@@ -22,14 +22,14 @@ import uuid
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from ingestor.sim import protocol as p
 from ingestor.sim.faults import DEFAULT_REST_RATE_LIMIT, FaultBook
-from ingestor.sim.market import BY_SYMBOL, Account, Event, Market, Position
+from ingestor.sim.market import BY_SYMBOL, Account, Event, Instrument, Market, Order, Position
 
 log = logging.getLogger("ingestor.sim")
 
@@ -38,6 +38,11 @@ MAX_ACTIVE_S = 600.0
 UNKNOWN_TOPIC = "sim.unknown"
 CLOSE_IDLE = WSCloseCode.OK
 CLOSE_SHUTDOWN = WSCloseCode.GOING_AWAY
+
+
+def new_id() -> str:
+    """A push's message id (Bybit's are opaque; a UUID is one of its shapes)."""
+    return str(uuid.uuid4())
 
 
 def now_ms() -> int:
@@ -96,10 +101,14 @@ class Server:
         *,
         idle_timeout: float,
         on_subscribed: Callable[[Session], None] | None = None,
+        order_retention_ms: int = p.DAY_MS,
     ) -> None:
+        """order_retention_ms: how long order history keeps orders cancelled without a fill
+        (Bybit: 24 h)."""
         self.market = market
         self.faults = faults
         self.idle_timeout = idle_timeout
+        self.order_retention_ms = order_retention_ms
         self.by_key = {a.api_key: a for a in market.accounts.values()}
         self.sessions: set[Session] = set()
         self.by_account: dict[str, set[Session]] = defaultdict(set)
@@ -118,52 +127,91 @@ class Server:
             p.POSITION_LIST_PATH: self._position_list,
             p.WALLET_BALANCE_PATH: self._wallet_balance,
             p.QUERY_API_PATH: lambda account, _query: p.api_key_info(account),
+            p.EXECUTION_LIST_PATH: self._execution_list,
+            p.ORDER_HISTORY_PATH: self._order_history,
+            p.ORDER_REALTIME_PATH: self._order_realtime,
         }
+        for path in self._rest_routes:
+            if path not in (p.POSITION_LIST_PATH, p.WALLET_BALANCE_PATH, p.QUERY_API_PATH):
+                self.app.router.add_get(path, self._rest_handler)
 
     # ---- pushes --------------------------------------------------------------------------
 
     def publish(self, events: list[Event]) -> None:
-        """Fan a step's events out to every subscribed session of each account."""
+        """Fan a step's events out to every subscribed session of each account.
+
+        A message is built only when a session of its account subscribed its topic, and
+        encoded once per topic; its id is the same on every connection, as on Bybit.
+        """
         created = now_ms()
         for event in events:
             sessions = self.by_account.get(event.account_id)
             if not sessions:
                 continue
-            for base, category, data in self._messages(event):
+            wanted = set().union(*(s.topics for s in sessions))
+            for base, category, data, message_id in self._messages(event, wanted):
+                frames: dict[str, bytes] = {}
                 for session in list(sessions):
                     for topic in (base, f"{base}.{category}" if category else None):
                         if topic and topic in session.topics:
-                            message = p.envelope(str(uuid.uuid4()), topic, created, data)
-                            self._deliver(session, topic, orjson.dumps(message))
+                            if topic not in frames:
+                                message = p.envelope(message_id, topic, created, data)
+                                frames[topic] = orjson.dumps(message)
+                            self._deliver(session, topic, frames[topic])
 
-    def _messages(self, event: Event) -> list[tuple[str, str | None, list[Any]]]:
-        """The pushes of one event in Bybit's order: order, execution, position, wallet."""
+    def _messages(
+        self, event: Event, wanted: set[str]
+    ) -> list[tuple[str, str | None, list[Any], str | None]]:
+        """The pushes of one event in Bybit's order (order, execution, position, wallet), as
+        (topic, category, data, message id), leaving out topics nobody subscribed to.
+
+        An order version and the execution it came with share their envelope id, as Bybit's
+        do; `execution.fast` carries none.
+        """
         account = self.market.accounts[event.account_id]
-        wallet = ("wallet", None, [p.wallet_element(self.market, account)])
+
+        def on(base: str, category: str | None = None) -> bool:
+            return base in wanted or (category is not None and f"{base}.{category}" in wanted)
+
+        messages: list[tuple[str, str | None, list[Any], str | None]] = []
+        wallet = "wallet" in wanted
         if event.kind == "mark":
-            return [wallet]
-        pos = event.position
-        assert pos is not None
-        category = pos.instrument.category
-        mark = self.market.prices[pos.instrument.symbol]
-        position = ("position", category, [p.position_push_element(pos, mark)])
+            data = [p.wallet_element(self.market, account)] if wallet else []
+            return [("wallet", None, data, new_id())] if wallet else []
+        category = event.positions[0].instrument.category
+        position = None
+        if on("position", category):
+            position = [self._position_element(pos) for pos in event.positions]
         if event.kind == "cancel":
-            assert event.cancel is not None
-            placed, cancelled = p.order_cancel_elements(event.cancel)
-            return [
-                ("order", category, [placed]),
-                position,
-                ("order", category, [cancelled]),
-                position,
-            ]
-        fill = event.fill
-        assert fill is not None
-        return [
-            ("order", category, [p.order_filled_element(fill)]),
-            ("execution", category, [p.execution_element(fill, mark)]),
-            position,
-            wallet,
-        ]
+            for order in event.orders:
+                if on("order", category):
+                    messages.append(("order", category, [p.order_element(order)], new_id()))
+                if position is not None:
+                    messages.append(("position", category, position, new_id()))
+            return messages
+        shared = new_id()
+        # The execution came with the first of the last version (a New may precede it, a
+        # repeated Filled, the race quirk, follows it as a message of its own).
+        concurrent = event.orders.index(event.orders[-1]) if event.orders else -1
+        if on("order", category):
+            for n, order in enumerate(event.orders):
+                message_id = shared if n == concurrent else new_id()
+                messages.append(("order", category, [p.order_element(order)], message_id))
+        if on("execution", category):
+            data = [p.execution_element(e) for e in event.executions]
+            messages.append(("execution", category, data, shared))
+        trades = [e for e in event.executions if e.exec_type == "Trade"]
+        if trades and on("execution.fast", category):
+            data = [p.execution_fast_element(e) for e in trades]
+            messages.append(("execution.fast", category, data, None))
+        if position is not None:
+            messages.append(("position", category, position, new_id()))
+        if wallet:
+            messages.append(("wallet", None, [p.wallet_element(self.market, account)], new_id()))
+        return messages
+
+    def _position_element(self, pos: Position) -> dict[str, Any]:
+        return p.position_push_element(pos, self.market.prices[pos.instrument.symbol])
 
     def _deliver(self, session: Session, topic: str, frame: bytes) -> None:
         """Queue one push, with whatever faults the account's config rolls for it."""
@@ -527,6 +575,188 @@ class Server:
             return p.PARAMS_ERROR, p.UNIFIED_ONLY
         coins = [c for c in query.get("coin", "").split(",") if c] or list(account.coins)
         return {"list": [p.wallet_element(self.market, account, coins)]}
+
+    # ---- the ledger over REST: executions and orders ------------------------------------
+
+    def _execution_list(self, account: Account, query: Any) -> dict[str, Any] | tuple[int, str]:
+        """`/v5/execution/list`: Bybit's 7-day window, filters, newest first, cursor paging."""
+        request = ledger_request(query, max_limit=100, default_limit=50)
+        if isinstance(request, tuple):
+            return request
+        category, limit, start, end, after = request
+        order_id, symbol = query.get("orderId", ""), query.get("symbol", "")
+        exec_type = query.get("execType", "")
+        rows = [
+            e
+            for e in account.executions
+            if e.instrument.category == category
+            and start <= e.time_ms <= end
+            # orderId outranks symbol, as on Bybit (the other is then ignored).
+            and (e.order_id == order_id if order_id else symbol in ("", e.instrument.symbol))
+            and exec_type in ("", e.exec_type)
+        ]
+        page, cursor = newest_first(rows, lambda e: (e.time_ms, e.exec_id), limit, after)
+        return {
+            "nextPageCursor": cursor,
+            "category": category,
+            "list": [p.execution_rest_element(e) for e in page],
+        }
+
+    def _order_history(self, account: Account, query: Any) -> dict[str, Any] | tuple[int, str]:
+        """`/v5/order/history`: final orders (or `orderStatus`) created in the window, those
+        cancelled without fills only for the retention (24 h), the others for 2 years."""
+        request = ledger_request(query, max_limit=50, default_limit=20)
+        if isinstance(request, tuple):
+            return request
+        category, limit, start, end, after = request
+        now = now_ms()
+        statuses = (query["orderStatus"],) if query.get("orderStatus") else p.FINAL_STATUSES
+        rows = [
+            o
+            for o in self._orders_for(account, category, query)
+            if start <= o.created_ms <= end and o.status in statuses and self._kept(o, now)
+        ]
+        page, cursor = newest_first(rows, lambda o: (o.created_ms, o.order_id), limit, after)
+        return {
+            "list": [p.order_rest_element(o) for o in page],
+            "nextPageCursor": cursor,
+            "category": category,
+        }
+
+    def _kept(self, order: Order, now: int) -> bool:
+        """Whether order history still has the order."""
+        if order.cum_qty == 0 and order.status in p.SHORT_LIVED_STATUSES:
+            return now - order.updated_ms <= self.order_retention_ms
+        return now - order.created_ms <= p.KEEP_MS
+
+    def _order_realtime(self, account: Account, query: Any) -> dict[str, Any] | tuple[int, str]:
+        """`/v5/order/realtime`: open orders (openOnly=0, the default), or the category's 500
+        most recent closed ones (openOnly=1); linear needs symbol, baseCoin or settleCoin."""
+        category = query.get("category", "")
+        if category not in LEDGER_CATEGORIES:
+            return p.PARAMS_ERROR, f"params error: category {category!r} is invalid"
+        if category == "linear" and not any(
+            query.get(k) for k in ("symbol", "baseCoin", "settleCoin", "orderId")
+        ):
+            return p.PARAMS_ERROR, p.MISSING_SYMBOL_OR_SETTLE
+        limit = page_limit(query, 50, 20)
+        if limit is None:
+            return p.PARAMS_ERROR, "params error: limit must be 1..50"
+        after = decode_ledger_cursor(query.get("cursor", ""))
+        if after is False:
+            return p.PARAMS_ERROR, "params error: cursor is invalid"
+        open_only = query.get("openOnly", "0")
+        if open_only not in ("0", "1"):
+            return p.PARAMS_ERROR, "params error: openOnly must be 0 or 1"
+        if open_only == "0":
+            rows = [o for o in self._orders_for(account, category, query) if o.is_open]
+        else:
+            closed = [
+                o
+                for o in account.orders.values()
+                if o.instrument.category == category and not o.is_open
+            ]
+            closed.sort(key=lambda o: (o.created_ms, o.order_id), reverse=True)
+            recent = {o.order_id for o in closed[: p.RECENT_CLOSED]}
+            rows = [o for o in self._orders_for(account, category, query) if o.order_id in recent]
+        page, cursor = newest_first(rows, lambda o: (o.created_ms, o.order_id), limit, after)
+        return {
+            "list": [p.order_rest_element(o) for o in page],
+            "nextPageCursor": cursor,
+            "category": category,
+        }
+
+    @staticmethod
+    def _orders_for(account: Account, category: str, query: Any) -> list[Order]:
+        """The account's orders of a category by orderId (which outranks the rest), else by
+        symbol, baseCoin and settleCoin."""
+        order_id = query.get("orderId", "")
+        symbol, base, settle = (query.get(k, "") for k in ("symbol", "baseCoin", "settleCoin"))
+        return [
+            o
+            for o in account.orders.values()
+            if o.instrument.category == category
+            and (
+                o.order_id == order_id
+                if order_id
+                else symbol in ("", o.instrument.symbol)
+                and base in ("", base_coin(o.instrument))
+                and settle in ("", o.instrument.settle_coin)
+            )
+        ]
+
+
+#: Categories the ledger endpoints take (spot and option: nothing traded, empty lists).
+LEDGER_CATEGORIES = ("linear", "inverse", "option", "spot")
+
+
+def base_coin(instrument: Instrument) -> str:
+    """BTCUSDT and BTCUSD → BTC: the symbol without its quote."""
+    quote = "USDT" if instrument.category == "linear" else "USD"
+    return instrument.symbol.removesuffix(quote)
+
+
+def page_limit(query: Any, max_limit: int, default: int) -> int | None:
+    """The page size asked for, or None when it is not an integer in 1..max_limit."""
+    try:
+        limit = int(query.get("limit", str(default)))
+    except ValueError:
+        return None
+    return limit if 1 <= limit <= max_limit else None
+
+
+def ledger_request(
+    query: Any, *, max_limit: int, default_limit: int
+) -> tuple[str, int, int, int, tuple[int, str] | None] | tuple[int, str]:
+    """(category, limit, start, end, cursor key) of an execution or order history request,
+    or Bybit's (retCode, retMsg)."""
+    category = query.get("category", "")
+    if category not in LEDGER_CATEGORIES:
+        return p.PARAMS_ERROR, f"params error: category {category!r} is invalid"
+    limit = page_limit(query, max_limit, default_limit)
+    if limit is None:
+        return p.PARAMS_ERROR, f"params error: limit must be 1..{max_limit}"
+    window = p.time_window(query, now_ms())
+    if isinstance(window, str):
+        return p.PARAMS_ERROR, window
+    after = decode_ledger_cursor(query.get("cursor", ""))
+    if after is False:
+        return p.PARAMS_ERROR, "params error: cursor is invalid"
+    return category, limit, window[0], window[1], after
+
+
+T = TypeVar("T")
+
+
+def newest_first(
+    rows: list[T], key: Callable[[T], tuple[int, str]], limit: int, after: tuple[int, str] | None
+) -> tuple[list[T], str]:
+    """One page of `rows` newest first (ties: the id, descending) after the cursor's row,
+    and the cursor of the next page ("" on the last). Rows are never edited in their key and
+    new ones are newer, so paging while the market trades lists every row once."""
+    rows = sorted(rows, key=key, reverse=True)
+    if after is not None:
+        rows = [r for r in rows if key(r) < after]
+    page = rows[:limit]
+    more = len(rows) > limit
+    return page, encode_ledger_cursor(*key(page[-1])) if more else ""
+
+
+def encode_ledger_cursor(time_ms: int, ident: str) -> str:
+    """An opaque, URL-safe cursor naming the last row of a ledger page."""
+    return base64.urlsafe_b64encode(f"{time_ms},{ident}".encode()).decode().rstrip("=")
+
+
+def decode_ledger_cursor(cursor: str) -> tuple[int, str] | bool | None:
+    """The (time, id) a ledger cursor names; None for no cursor; False when it is not ours."""
+    if not cursor:
+        return None
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        time_ms, ident = text.split(",", 1)
+        return int(time_ms), ident
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        return False
 
 
 def encode_cursor(symbol: str, idx: int) -> str:
