@@ -48,6 +48,7 @@ def test_duration_run_writes_accounts_env_and_truth(tmp_path: Path) -> None:
     first = config["accounts"][0]
     assert first["id"] == "sim-0001" and first["ws_url"] == info["ws_url"]
     assert first["rest_url"] == info["rest_url"]
+    assert first["topics"] == ["position", "wallet", "execution", "order"]
     assert first["api_key"] == "${SIM_0001_API_KEY}"
     assert first["api_secret"] == "${SIM_0001_API_SECRET}"
     env_path = tmp_path / "accounts.env"
@@ -57,7 +58,9 @@ def test_duration_run_writes_accounts_env_and_truth(tmp_path: Path) -> None:
     assert env["SIM_0001_API_SECRET"] not in accounts_path.read_text()
     report = json.loads(truth_path.read_text())
     assert report["run"] == {"seed": 1, "accounts": 3, "steps": 6}
-    assert {"positions", "wallets", "faults", "pushes", "counters"} <= set(report)
+    assert {"positions", "wallets", "executions", "orders", "faults", "pushes", "counters"} <= set(
+        report
+    )
     assert len(report["wallets"]) == 6
 
 

@@ -75,6 +75,77 @@ def test_pybit_websocket_authenticates_subscribes_and_receives(
         assert counters["auth_ok"] == 1 and counters["subscribed"] == 2
 
 
+def test_pybit_websocket_receives_executions_and_orders(monkeypatch: pytest.MonkeyPatch) -> None:
+    with Exchange(accounts=1, seed=11, trade_rate=10).running_in_thread() as ex:
+        monkeypatch.setattr(unified_trading, "PRIVATE_WSS", ex.ws_url)
+        account = ex.accounts[0]
+        received: queue.Queue[dict[str, Any]] = queue.Queue()
+        ws = unified_trading.WebSocket(
+            channel_type="private",
+            testnet=False,
+            api_key=account.api_key,
+            api_secret=account.api_secret,
+        )
+        ws.subscriptions = SentSubscriptions()
+        try:
+            ws.execution_stream(received.put)
+            ws.order_stream(received.put)
+            seen: dict[str, dict[str, Any]] = {}
+            deadline = time.monotonic() + 10
+            while set(seen) != {"execution", "order"}:
+                message = received.get(timeout=max(0.01, deadline - time.monotonic()))
+                seen[message["topic"]] = message["data"][0]
+        finally:
+            ws.exit()
+        known = {e["exec_id"] for e in ex.truth()["executions"]}
+        assert seen["execution"]["execId"] in known
+        assert seen["order"]["orderId"] in {o["order_id"] for o in ex.truth()["orders"]}
+
+
+def test_pybit_http_reads_executions_and_orders() -> None:
+    with Exchange(
+        accounts=1, seed=12, market=False, trade_rate=10, funding_interval=1
+    ).running_in_thread() as ex:
+        ex.run_sync(ex.advance(120))
+        ex.run_sync(ex.stop_market())
+        truth = ex.truth()
+        session = http_client(ex, ex.accounts[0].api_key, ex.accounts[0].api_secret)
+        listed = []
+        for category in ("linear", "inverse"):
+            cursor = ""
+            while True:
+                answer = session.get_executions(category=category, limit=40, cursor=cursor)
+                assert answer["retCode"] == 0
+                listed += [
+                    (e["execId"], e["execType"], e["execQty"], e["execFee"])
+                    for e in answer["result"]["list"]
+                ]
+                cursor = answer["result"]["nextPageCursor"]
+                if not cursor:
+                    break
+        expected = [
+            (e["exec_id"], e["exec_type"], e["exec_qty"], e["exec_fee"])
+            for e in truth["executions"]
+        ]
+        assert sorted(listed) == sorted(expected) and {e[1] for e in listed} >= {"Funding"}
+        final = {o["order_id"]: o for o in truth["orders"]}
+        history = session.get_order_history(category="linear", limit=50)["result"]["list"]
+        assert history
+        for order in history:
+            assert order["orderStatus"] == final[order["orderId"]]["order_status"]
+            assert order["cumExecQty"] == final[order["orderId"]]["cum_exec_qty"]
+        answer = session.get_open_orders(category="linear", settleCoin="USDT")
+        open_ids = {o["orderId"] for o in answer["result"]["list"]}
+        assert open_ids == {
+            o["order_id"]
+            for o in truth["orders"]
+            if o["order_status"] in ("New", "PartiallyFilled")
+            and ex.account("sim-0001").orders[o["order_id"]].instrument.category == "linear"
+        }
+        closed = session.get_open_orders(category="linear", settleCoin="USDT", openOnly=1)
+        assert {o["orderStatus"] for o in closed["result"]["list"]} <= {"Filled", "Cancelled"}
+
+
 def test_pybit_websocket_with_wrong_secret_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     with Exchange(accounts=1, seed=11, market=False).running_in_thread() as ex:
         monkeypatch.setattr(unified_trading, "PRIVATE_WSS", ex.ws_url)

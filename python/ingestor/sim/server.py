@@ -22,7 +22,7 @@ import uuid
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import orjson
 from aiohttp import WSCloseCode, WSMsgType, web
@@ -581,7 +581,7 @@ class Server:
     def _execution_list(self, account: Account, query: Any) -> dict[str, Any] | tuple[int, str]:
         """`/v5/execution/list`: Bybit's 7-day window, filters, newest first, cursor paging."""
         request = ledger_request(query, max_limit=100, default_limit=50)
-        if isinstance(request, tuple):
+        if not isinstance(request, LedgerRequest):
             return request
         category, limit, start, end, after = request
         order_id, symbol = query.get("orderId", ""), query.get("symbol", "")
@@ -606,7 +606,7 @@ class Server:
         """`/v5/order/history`: final orders (or `orderStatus`) created in the window, those
         cancelled without fills only for the retention (24 h), the others for 2 years."""
         request = ledger_request(query, max_limit=50, default_limit=20)
-        if isinstance(request, tuple):
+        if not isinstance(request, LedgerRequest):
             return request
         category, limit, start, end, after = request
         now = now_ms()
@@ -705,11 +705,20 @@ def page_limit(query: Any, max_limit: int, default: int) -> int | None:
     return limit if 1 <= limit <= max_limit else None
 
 
+class LedgerRequest(NamedTuple):
+    """An execution or order history request, checked."""
+
+    category: str
+    limit: int
+    start: int
+    end: int
+    after: tuple[int, str] | None
+
+
 def ledger_request(
     query: Any, *, max_limit: int, default_limit: int
-) -> tuple[str, int, int, int, tuple[int, str] | None] | tuple[int, str]:
-    """(category, limit, start, end, cursor key) of an execution or order history request,
-    or Bybit's (retCode, retMsg)."""
+) -> LedgerRequest | tuple[int, str]:
+    """The checked request, or Bybit's (retCode, retMsg)."""
     category = query.get("category", "")
     if category not in LEDGER_CATEGORIES:
         return p.PARAMS_ERROR, f"params error: category {category!r} is invalid"
@@ -722,7 +731,7 @@ def ledger_request(
     after = decode_ledger_cursor(query.get("cursor", ""))
     if after is False:
         return p.PARAMS_ERROR, "params error: cursor is invalid"
-    return category, limit, window[0], window[1], after
+    return LedgerRequest(category, limit, window[0], window[1], after)
 
 
 T = TypeVar("T")
