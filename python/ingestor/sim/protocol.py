@@ -15,7 +15,17 @@ Quirks reproduced on purpose (each one has bitten some public client):
   (it is at `result.category`), while the WebSocket element says `entryPrice` and
   carries `category`;
 - REST with `symbol` lists that symbol's positions even when flat (or never traded); with only
-  `settleCoin` it lists positions with size > 0 only.
+  `settleCoin` it lists positions with size > 0 only;
+- execution and order elements have exactly the fields of Bybit's newest examples, which
+  differ between the push and REST: `/v5/execution/list` items lack category, createType,
+  execPnl, isLeverage and marketUnit; order items lack category, closedPnl, feeCurrency and
+  the rpi fields but carry isLeverage; `extraFees` is "" (no array) when there are none;
+- an order push and the execution push it came with share their envelope id; a Filled
+  version can come twice, identical (a cancel racing the fill); `execution.fast` pushes
+  carry no id, Trade rows only and few fields;
+- a Funding row has the position's side and size, the mark as price, orderType "UNKNOWN",
+  an orderId made of time, symbol and side, and execFee = execValue x feeRate, positive when
+  the account pays.
 Texts of failures that Bybit documents are copied; the few it does not document (e.g. a
 topic it does not know) are the simulator's own wording and say so below.
 """
