@@ -15,9 +15,18 @@ from typing import Any
 
 import yaml
 
+from ingestor import config
 from ingestor.sim.market import Account
 
 HEADER = "# written by ingestor.sim: simulated accounts, keys valid only against this run\n"
+#: What a simulated account subscribes to: its state and its whole ledger.
+TOPICS = ("position", "wallet", "execution", "order")
+
+
+def default_topics() -> tuple[str, ...]:
+    """`TOPICS`, less any the ingestor's config does not take yet: a file the service cannot
+    load would stop it (the config learns the ledger topics in its own change)."""
+    return tuple(t for t in TOPICS if t in config.TOPICS)
 
 
 def env_name(account_id: str, what: str) -> str:
@@ -33,9 +42,13 @@ def write_accounts_file(
     rest_url: str,
     inline: bool = False,
     sink_path: str = "capture.duckdb",
-    topics: tuple[str, ...] = ("position", "wallet", "execution", "order"),
+    topics: tuple[str, ...] | None = None,
 ) -> Path | None:
-    """Write the YAML (and, unless `inline`, its env file); return the env file's path."""
+    """Write the YAML (and, unless `inline`, its env file); return the env file's path.
+
+    topics: what every account subscribes to (default: `default_topics()`).
+    """
+    topics = default_topics() if topics is None else topics
     entries: list[dict[str, Any]] = []
     env_lines: list[str] = []
     for account in accounts:

@@ -41,8 +41,8 @@ over the account's executions settled in that coin (Trade, BustTrade, AdlTrade, 
 execPnl is Bybit's (the transaction log's cashFlow): the PnL of the closed part, closedSize x
 (price - entry) for a long, the opposite for a short (inverse: closedSize x (1/entry -
 1/price)), rounded to 8 decimals; 0 on opening fills and on Funding. execFee is the trading
-fee (execValue x feeRate, rounded to 8 decimals) or, on Funding, the funding fee: so "realised
-PnL - fees - funding" of the brief is sum(execPnl) - sum(execFee). A position's and a coin's
+fee (execValue x feeRate, rounded to 8 decimals) or, on Funding, the funding fee: realised
+PnL - fees - funding is sum(execPnl) - sum(execFee). A position's and a coin's
 cumRealisedPnl move by the same amounts.
 """
 

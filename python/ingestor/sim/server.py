@@ -119,9 +119,6 @@ class Server:
         self._rate: dict[tuple[str, str], tuple[int, int]] = {}
         self.app = web.Application()
         self.app.router.add_get(p.WS_PATH, self._ws_handler)
-        self.app.router.add_get(p.POSITION_LIST_PATH, self._rest_handler)
-        self.app.router.add_get(p.WALLET_BALANCE_PATH, self._rest_handler)
-        self.app.router.add_get(p.QUERY_API_PATH, self._rest_handler)
         self._rest_routes: dict[str, Callable[[Account, Any], dict[str, Any] | tuple[int, str]]]
         self._rest_routes = {
             p.POSITION_LIST_PATH: self._position_list,
@@ -132,8 +129,7 @@ class Server:
             p.ORDER_REALTIME_PATH: self._order_realtime,
         }
         for path in self._rest_routes:
-            if path not in (p.POSITION_LIST_PATH, p.WALLET_BALANCE_PATH, p.QUERY_API_PATH):
-                self.app.router.add_get(path, self._rest_handler)
+            self.app.router.add_get(path, self._rest_handler)
 
     # ---- pushes --------------------------------------------------------------------------
 
@@ -176,8 +172,7 @@ class Server:
         messages: list[tuple[str, str | None, list[Any], str | None]] = []
         wallet = "wallet" in wanted
         if event.kind == "mark":
-            data = [p.wallet_element(self.market, account)] if wallet else []
-            return [("wallet", None, data, new_id())] if wallet else []
+            return [self._wallet_message(account)] if wallet else []
         category = event.positions[0].instrument.category
         position = None
         if on("position", category):
@@ -190,8 +185,9 @@ class Server:
                     messages.append(("position", category, position, new_id()))
             return messages
         shared = new_id()
-        # The execution came with the first of the last version (a New may precede it, a
-        # repeated Filled, the race quirk, follows it as a message of its own).
+        # The version the execution made is the last one, or the one before it when the last
+        # is its repeat (the double Filled): a placement's New and the repeat get ids of
+        # their own.
         concurrent = event.orders.index(event.orders[-1]) if event.orders else -1
         if on("order", category):
             for n, order in enumerate(event.orders):
@@ -207,11 +203,14 @@ class Server:
         if position is not None:
             messages.append(("position", category, position, new_id()))
         if wallet:
-            messages.append(("wallet", None, [p.wallet_element(self.market, account)], new_id()))
+            messages.append(self._wallet_message(account))
         return messages
 
     def _position_element(self, pos: Position) -> dict[str, Any]:
         return p.position_push_element(pos, self.market.prices[pos.instrument.symbol])
+
+    def _wallet_message(self, account: Account) -> tuple[str, None, list[Any], str]:
+        return ("wallet", None, [p.wallet_element(self.market, account)], new_id())
 
     def _deliver(self, session: Session, topic: str, frame: bytes) -> None:
         """Queue one push, with whatever faults the account's config rolls for it."""
