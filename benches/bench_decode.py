@@ -2,7 +2,9 @@
 
 Run with `make bench-decode`. All contenders decode the same realistic frames in the same run
 (a mix of position pushes and multi-coin wallet pushes), timed in CPU seconds, best of a few
-rounds, and are reported as ratios to `ingestor.decode`, because shared machines are noisy:
+rounds, and are reported as ratios to `ingestor.decode`, because shared machines are noisy.
+Execution and order pushes (shaped like Bybit's newest documented ones, nested fee values
+included) are then timed per element against the position push, in the same run:
 
 - ingestor.decode   the Rust core, frames to Arrow record batches
 - reference         the best plain-Python way: orjson + decimal.Decimal + pyarrow batches
@@ -23,6 +25,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import orjson
 
@@ -131,6 +134,108 @@ def wallet_element(rng: random.Random) -> dict:
     }
 
 
+def execution_element(rng: random.Random, now_ms: int, seq: int) -> dict:
+    """A linear fill shaped like the newest documented one (2025: `extraFees`, `execPnl`)."""
+    qty = money(rng, 5, 3)
+    price = money(rng, 60_000, 1)
+    return {
+        "category": "linear",
+        "symbol": rng.choice(SYMBOLS),
+        "closedSize": qty,
+        "execFee": money(rng, 30, 7),
+        "execId": f"{rng.getrandbits(128):032x}",
+        "execPrice": price,
+        "execQty": qty,
+        "execType": "Trade",
+        "execValue": money(rng, 300_000, 2),
+        "feeRate": "0.00055",
+        "tradeIv": "",
+        "markIv": "",
+        "blockTradeId": "",
+        "markPrice": money(rng, 60_000, 2),
+        "indexPrice": "",
+        "underlyingPrice": "",
+        "leavesQty": "0",
+        "orderId": f"{rng.getrandbits(128):032x}",
+        "orderLinkId": "",
+        "orderPrice": price,
+        "orderQty": qty,
+        "orderType": "Market",
+        "stopOrderType": "UNKNOWN",
+        "side": rng.choice(["Buy", "Sell"]),
+        "execTime": str(now_ms - 2),
+        "isLeverage": "0",
+        "isMaker": False,
+        "seq": seq,
+        "marketUnit": "",
+        "execPnl": money(rng, 100, 8),
+        "createType": "CreateByUser",
+        "extraFees": [
+            {
+                "feeCoin": "USDT",
+                "feeType": "GST",
+                "subFeeType": "IND_GST",
+                "feeRate": "0.0000675",
+                "fee": money(rng, 1, 9),
+            }
+        ],
+        "feeCurrency": "USDT",
+    }
+
+
+def order_element(rng: random.Random, now_ms: int) -> dict:
+    """A linear order version shaped like the newest documented one (`cumFeeDetail`, RPI)."""
+    qty = money(rng, 5, 3)
+    return {
+        "category": "linear",
+        "symbol": rng.choice(SYMBOLS),
+        "orderId": f"{rng.getrandbits(128):032x}",
+        "side": rng.choice(["Buy", "Sell"]),
+        "orderType": "Limit",
+        "cancelType": "UNKNOWN",
+        "price": money(rng, 60_000, 1),
+        "qty": qty,
+        "orderIv": "",
+        "timeInForce": "GTC",
+        "orderStatus": rng.choice(["New", "PartiallyFilled", "Filled"]),
+        "orderLinkId": "",
+        "lastPriceOnCreated": money(rng, 60_000, 1),
+        "reduceOnly": False,
+        "leavesQty": qty,
+        "leavesValue": money(rng, 300_000, 2),
+        "cumExecQty": "0",
+        "cumExecValue": "0",
+        "avgPrice": "",
+        "blockTradeId": "",
+        "positionIdx": 0,
+        "cumExecFee": money(rng, 30, 7),
+        "closedPnl": "0",
+        "createdTime": str(now_ms - 5_000),
+        "updatedTime": str(now_ms),
+        "rejectReason": "EC_NoError",
+        "stopOrderType": "",
+        "tpslMode": "",
+        "triggerPrice": "",
+        "takeProfit": "",
+        "stopLoss": "",
+        "tpTriggerBy": "",
+        "slTriggerBy": "",
+        "tpLimitPrice": "",
+        "slLimitPrice": "",
+        "triggerDirection": 0,
+        "triggerBy": "",
+        "closeOnTrigger": False,
+        "placeType": "",
+        "smpType": "None",
+        "smpGroup": 0,
+        "smpOrderId": "",
+        "feeCurrency": "",
+        "cumFeeDetail": {"USDT": money(rng, 30, 7)},
+        "rpiTakerAccess": False,
+        "rpiMatchedQty": "0",
+    }
+
+
 def make_frames(count: int, wallet_share: float, seed: int = 7) -> list[bytes]:
     rng = random.Random(seed)
     now_ms = 1_760_000_000_000
@@ -150,6 +255,27 @@ def make_frames(count: int, wallet_share: float, seed: int = 7) -> list[bytes]:
     # Built one by one above, each frame sits among the generator's dicts, and reading them
     # cost every decoder here cache and TLB misses no receiver pays (ingestor.decode 1.23 vs
     # 0.87 µs a position push in one run).
+    return b"\n".join(frames).split(b"\n")
+
+
+def make_single_frames(count: int, topic: str, seed: int) -> list[bytes]:
+    """`count` pushes of one element each of `topic` (position, execution or order)."""
+    rng = random.Random(seed)
+    now_ms = 1_760_000_000_000
+    frames = []
+    for i in range(count):
+        now_ms += rng.randint(0, 50)
+        if topic == "position":
+            element = position_element(rng, now_ms, 8_000_000 + i)
+        elif topic == "execution":
+            element = execution_element(rng, now_ms, 8_000_000 + i)
+        else:
+            element = order_element(rng, now_ms)
+        frames.append(
+            orjson.dumps(
+                {"id": f"{i:08x}-bench", "topic": topic, "creationTime": now_ms, "data": [element]}
+            )
+        )
     return b"\n".join(frames).split(b"\n")
 
 
@@ -185,7 +311,8 @@ def reference(frames: list[bytes]) -> int:
 
 def ingestor_decode(frames: list[bytes]) -> int:
     out = ingestor.decode(frames, account_id="acct")
-    return out["position_snapshots"].num_rows + out["wallet_snapshots"].num_rows
+    assert out["rejects"].num_rows == 0, out["rejects"].to_pylist()[:1]
+    return sum(batch.num_rows for name, batch in out.items() if name != "rejects")
 
 
 def cpu_per_frame(fn: Callable[[list[bytes]], int], frames: list[bytes], rounds: int) -> float:
@@ -199,7 +326,9 @@ def cpu_per_frame(fn: Callable[[list[bytes]], int], frames: list[bytes], rounds:
     return best
 
 
-def rust_floor(frames: list[bytes]) -> dict:
+def rust_floor(frames: list[bytes], *mode: str) -> Any:
+    """decode_floor's figures for `frames` (a dict; with `mode` "decode", only the decoder's
+    ns per frame)."""
     with tempfile.NamedTemporaryFile("wb", suffix=".ndjson", delete=False) as f:
         f.write(b"\n".join(frames))
     try:
@@ -215,6 +344,7 @@ def rust_floor(frames: list[bytes]) -> dict:
                 "decode_floor",
                 "--",
                 f.name,
+                *mode,
             ],
             cwd=ROOT,
             check=True,
@@ -256,6 +386,35 @@ def report(title: str, frames: list[bytes], rounds: int, slow_rounds: int) -> li
     return lines
 
 
+def report_per_element(count: int, rounds: int) -> list[str]:
+    """Execution and order pushes against the position push, one element each, same run."""
+    kinds = [("position", 8), ("execution", 9), ("order", 10)]
+    timed = []
+    for topic, seed in kinds:
+        frames = make_single_frames(count, topic, seed)
+        size = sum(map(len, frames)) / len(frames)
+        ours = cpu_per_frame(ingestor_decode, frames, rounds)
+        rust = rust_floor(frames, "decode") / 1e9
+        timed.append((topic, size, ours, rust))
+    position, rust_position = timed[0][2], timed[0][3]
+    lines = [
+        f"### per element: {count:,} pushes of one element each, by topic",
+        "",
+        "Goal: an execution or order element within 1.5× of a position push.",
+        "",
+        "| push | bytes / frame | ingestor.decode µs CPU | × position | rust decode µs "
+        "| × position |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for topic, size, ours, rust in timed:
+        lines.append(
+            f"| {topic} | {size:,.0f} | {ours * 1e6:.3f} | {ours / position:.2f}× "
+            f"| {rust * 1e6:.3f} | {rust / rust_position:.2f}× |"
+        )
+    lines.append("")
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=200_000)
@@ -277,6 +436,7 @@ def main() -> None:
     )
     positions = make_frames(args.frames, wallet_share=0.0, seed=8)
     lines += report("position pushes only", positions, args.rounds, args.slow_rounds)
+    lines += report_per_element(args.frames // 2, args.rounds)
     text = "\n".join(lines)
     print(text)
     args.out.parent.mkdir(parents=True, exist_ok=True)

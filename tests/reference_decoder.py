@@ -20,6 +20,7 @@ TS = "ts"
 STR = "str"
 BOOL = "bool"
 SIDE = "side"
+JSON = "json"
 
 # (Bybit field, column, kind) in the order the columns appear.
 POSITION_FIELDS: list[tuple[str, str, str]] = [
@@ -118,6 +119,93 @@ POSITION_EXTRA_FIELDS: list[tuple[str, str, str]] = [
 ]
 WALLET_COIN_EXTRA_FIELDS: list[tuple[str, str, str]] = [("colRes", "col_res", INT)]
 
+# Executions and orders: every documented field but the ones a row needs (category, symbol,
+# the id and the time), which `execution_row` and `order_row` read themselves. The nested
+# values (`extraFees`, `cumFeeDetail`) are kept as JSON text; `isLeverage` is a "0"/"1" code.
+EXECUTION_FIELDS: list[tuple[str, str, str]] = [
+    ("orderId", "order_id", STR),
+    ("orderLinkId", "order_link_id", STR),
+    ("side", "side", STR),
+    ("execType", "exec_type", STR),
+    ("execPrice", "exec_price", DEC),
+    ("execQty", "exec_qty", DEC),
+    ("execValue", "exec_value", DEC),
+    ("execFee", "exec_fee", DEC),
+    ("feeRate", "fee_rate", DEC),
+    ("feeCurrency", "fee_currency", STR),
+    ("extraFees", "extra_fees", JSON),
+    ("execPnl", "exec_pnl", DEC),
+    ("isMaker", "is_maker", BOOL),
+    ("leavesQty", "leaves_qty", DEC),
+    ("closedSize", "closed_size", DEC),
+    ("markPrice", "mark_price", DEC),
+    ("indexPrice", "index_price", DEC),
+    ("underlyingPrice", "underlying_price", DEC),
+    ("tradeIv", "trade_iv", DEC),
+    ("markIv", "mark_iv", DEC),
+    ("orderPrice", "order_price", DEC),
+    ("orderQty", "order_qty", DEC),
+    ("orderType", "order_type", STR),
+    ("stopOrderType", "stop_order_type", STR),
+    ("createType", "create_type", STR),
+    ("blockTradeId", "block_trade_id", STR),
+    ("marketUnit", "market_unit", STR),
+    ("isLeverage", "is_leverage", INT),
+    ("seq", "seq", INT),
+]
+
+ORDER_FIELDS: list[tuple[str, str, str]] = [
+    ("orderLinkId", "order_link_id", STR),
+    ("parentOrderLinkId", "parent_order_link_id", STR),
+    ("blockTradeId", "block_trade_id", STR),
+    ("side", "side", STR),
+    ("orderType", "order_type", STR),
+    ("orderStatus", "order_status", STR),
+    ("timeInForce", "time_in_force", STR),
+    ("price", "price", DEC),
+    ("qty", "qty", DEC),
+    ("avgPrice", "avg_price", DEC),
+    ("leavesQty", "leaves_qty", DEC),
+    ("leavesValue", "leaves_value", DEC),
+    ("cumExecQty", "cum_exec_qty", DEC),
+    ("cumExecValue", "cum_exec_value", DEC),
+    ("cumExecFee", "cum_exec_fee", DEC),
+    ("cumFeeDetail", "cum_fee_detail", JSON),
+    ("feeCurrency", "fee_currency", STR),
+    ("closedPnl", "closed_pnl", DEC),
+    ("positionIdx", "position_idx", INT),
+    ("reduceOnly", "reduce_only", BOOL),
+    ("closeOnTrigger", "close_on_trigger", BOOL),
+    ("rejectReason", "reject_reason", STR),
+    ("cancelType", "cancel_type", STR),
+    ("createType", "create_type", STR),
+    ("placeType", "place_type", STR),
+    ("stopOrderType", "stop_order_type", STR),
+    ("triggerPrice", "trigger_price", DEC),
+    ("triggerBy", "trigger_by", STR),
+    ("triggerDirection", "trigger_direction", INT),
+    ("takeProfit", "take_profit", DEC),
+    ("stopLoss", "stop_loss", DEC),
+    ("tpslMode", "tpsl_mode", STR),
+    ("tpTriggerBy", "tp_trigger_by", STR),
+    ("slTriggerBy", "sl_trigger_by", STR),
+    ("tpLimitPrice", "tp_limit_price", DEC),
+    ("slLimitPrice", "sl_limit_price", DEC),
+    ("lastPriceOnCreated", "last_price_on_created", DEC),
+    ("smpType", "smp_type", STR),
+    ("smpGroup", "smp_group", INT),
+    ("smpOrderId", "smp_order_id", STR),
+    ("orderIv", "order_iv", DEC),
+    ("marketUnit", "market_unit", STR),
+    ("isLeverage", "is_leverage", INT),
+    ("slippageTolerance", "slippage_tolerance", DEC),
+    ("slippageToleranceType", "slippage_tolerance_type", STR),
+    ("rpiTakerAccess", "rpi_taker_access", BOOL),
+    ("rpiMatchedQty", "rpi_matched_qty", DEC),
+    ("createdTime", "created_ts", TS),
+]
+ORDER_OLD_SPELLINGS: dict[str, str] = {"tpslMode": "tpSlMode"}
+
 # Room for 38 digits and more, so quantize() itself never rounds or overflows.
 EXACT = Context(prec=80, traps=[InvalidOperation])
 QUANTUM = Decimal("1e-18")
@@ -177,7 +265,15 @@ def to_str(value: Any) -> str | None:
     return value
 
 
+def to_json(value: Any) -> str | None:
+    """A nested value as JSON text (compact, as Bybit writes it); "" and null are NULL."""
+    if value is None or value == "":
+        return None
+    return orjson.dumps(value).decode()
+
+
 CONVERT = {
+    JSON: to_json,
     DEC: to_decimal,
     INT: to_int,
     TS: to_ts_us,
@@ -220,6 +316,48 @@ def position_row(element: Any, topic: str) -> dict[str, Any]:
     return row
 
 
+def topic_category(topic: str) -> str | None:
+    """The category a `<topic>.<category>` name implies."""
+    return topic.split(".", 1)[1] if "." in topic else None
+
+
+def ledger_row(
+    element: Any,
+    topic: str,
+    keys: tuple[tuple[str, str], tuple[str, str]],
+    fields: list[tuple[str, str, str]],
+    old_spellings: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """An execution or order row: `keys` are its (Bybit field, column) of the id and the time."""
+    if not isinstance(element, dict):
+        raise Rejected("element is not an object")
+    (id_key, id_column), (time_key, _) = keys
+    category = to_str(element.get("category")) or topic_category(topic)
+    symbol = to_str(element.get("symbol"))
+    identity = to_str(element.get(id_key))
+    exchange_ts = to_ts_us(element.get(time_key))
+    if category is None or symbol is None or identity is None or exchange_ts is None:
+        raise Rejected("missing required field")
+    row = {"category": category, "symbol": symbol, id_column: identity}
+    row.update(convert(element, fields, old_spellings))
+    row["exchange_ts"] = exchange_ts
+    return row
+
+
+def execution_row(element: Any, topic: str) -> dict[str, Any]:
+    keys = (("execId", "exec_id"), ("execTime", "exchange_ts"))
+    return ledger_row(element, topic, keys, EXECUTION_FIELDS)
+
+
+def order_row(element: Any, topic: str) -> dict[str, Any]:
+    keys = (("orderId", "order_id"), ("updatedTime", "exchange_ts"))
+    return ledger_row(element, topic, keys, ORDER_FIELDS, ORDER_OLD_SPELLINGS)
+
+
+LEDGER = {"execution": ("execution_events", execution_row), "order": ("order_events", order_row)}
+LEDGER_CATEGORIES = {"linear", "inverse", "option", "spot"}
+
+
 def wallet_rows(element: Any, creation_us: int) -> list[dict[str, Any]]:
     if not isinstance(element, dict):
         raise Rejected("element is not an object")
@@ -242,7 +380,13 @@ def wallet_rows(element: Any, creation_us: int) -> list[dict[str, Any]]:
 
 def decode(frames: list[bytes], account_id: str, local_us: int) -> dict[str, list[dict]]:
     """Rows per table as plain Python values (Decimal, int µs, str, bool, None)."""
-    out: dict[str, list[dict]] = {"position_snapshots": [], "wallet_snapshots": [], "rejects": []}
+    out: dict[str, list[dict]] = {
+        "position_snapshots": [],
+        "wallet_snapshots": [],
+        "execution_events": [],
+        "order_events": [],
+        "rejects": [],
+    }
     for frame in frames:
         try:
             message = orjson.loads(frame)
@@ -273,6 +417,13 @@ def decode(frames: list[bytes], account_id: str, local_us: int) -> dict[str, lis
                 elif topic == "wallet":
                     for row in wallet_rows(element, creation):
                         out["wallet_snapshots"].append({**row, **common})
+                elif (
+                    topic
+                    and topic.split(".", 1)[0] in LEDGER
+                    and ("." not in topic or topic_category(topic) in LEDGER_CATEGORIES)
+                ):
+                    table, read = LEDGER[topic.split(".", 1)[0]]
+                    out[table].append({**read(element, topic), **common})
                 else:
                     raise Rejected(f"unknown topic {topic!r}")
             except Rejected:

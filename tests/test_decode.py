@@ -15,6 +15,19 @@ import ingestor
 FIXTURES = Path(__file__).parent / "fixtures"
 POSITION_PUSH = (FIXTURES / "position_push.json").read_bytes()
 WALLET_PUSH = (FIXTURES / "wallet_push.json").read_bytes()
+# Bybit's documented pushes with the nested fee values: a linear fill with `extraFees`, an
+# option order with `cumFeeDetail`.
+EXECUTION_PUSH = next(
+    line
+    for line in (FIXTURES / "bybit-docs" / "ws_execution.jsonl").read_bytes().splitlines()
+    if b'"feeCurrency":"USDT"' in line and b"XRPUSDT" in line
+)
+ORDER_PUSH = next(
+    line
+    for line in (FIXTURES / "bybit-docs" / "ws_order.jsonl").read_bytes().splitlines()
+    if b'"rpiMatchedQty"' in line and b"ETH-30DEC22-1400-C" in line
+)
+TABLES = {"position_snapshots", "wallet_snapshots", "execution_events", "order_events", "rejects"}
 RECEIVED = datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
 
 
@@ -30,9 +43,10 @@ def only_row(batch: pa.RecordBatch) -> dict:
     return rows[0]
 
 
-def test_result_has_exactly_the_three_tables_with_the_store_schemas():
+def test_result_has_exactly_the_frame_tables_with_the_store_schemas():
     out = decode([])
-    assert set(out) == {"position_snapshots", "wallet_snapshots", "rejects"}
+    assert set(out) == TABLES == set(ingestor.TABLES)
+    assert set(ingestor.schemas()) > TABLES
     schemas = ingestor.schemas()
     for name, batch in out.items():
         assert isinstance(batch, pa.RecordBatch)
@@ -224,6 +238,14 @@ def hostile_frames() -> list[tuple[bytes, str]]:
             {"id": "h", "topic": "position", "creationTime": 1, "data": [{**element, **changes}]}
         )
 
+    def ledger(topic, **changes):
+        """An execution or order push with `changes` (None removes a field)."""
+        base = EXECUTION_PUSH if topic.startswith("execution") else ORDER_PUSH
+        frame = orjson.loads(base)
+        fields = {**frame["data"][0], **changes}
+        frame["data"] = [{k: v for k, v in fields.items() if v is not None}]
+        return orjson.dumps({**frame, "topic": topic})
+
     return [
         (b"", "valid frame"),
         (b"{", "valid frame"),
@@ -251,6 +273,17 @@ def hostile_frames() -> list[tuple[bytes, str]]:
         (push(isReduceOnly="yes"), "boolean"),
         (push(updatedTime="yesterday"), "updatedTime"),
         (push(seq="18446744073709551616"), "seq"),
+        (ledger("execution", execId=""), "execId"),
+        (ledger("execution", execTime=None), "execTime"),
+        (ledger("execution", execFee=0.5), "exactly"),
+        (ledger("execution", isMaker="0"), "boolean"),
+        (ledger("execution.spot", category="", symbol=""), "symbol"),
+        (ledger("order", orderId=""), "orderId"),
+        (ledger("order", updatedTime=""), "updatedTime"),
+        (ledger("order", category=""), "category"),
+        (ledger("order", smpGroup="x"), "smpGroup"),
+        (ledger("order", positionIdx=2**40), "positionIdx"),
+        (b'{"topic":"execution.fast","creationTime":1,"data":[]}', "not captured"),
         (b'{"topic":"wallet","creationTime":1,"data":[{"coin":[]}]}', "accountType"),
         (
             b'{"topic":"wallet","creationTime":1,"data":[{"accountType":"UNIFIED","coin":5}]}',
@@ -262,13 +295,13 @@ def hostile_frames() -> list[tuple[bytes, str]]:
 
 def test_hostile_frames_all_land_in_rejects_and_spare_the_good_ones():
     cases = hostile_frames()
-    good = [POSITION_PUSH, WALLET_PUSH]
+    good = [POSITION_PUSH, WALLET_PUSH, EXECUTION_PUSH, ORDER_PUSH]
     mixed: list[bytes] = []
     for frame, _ in cases:
         mixed.extend([frame, *good])
     out = decode(mixed)
     clean = decode(good * len(cases))
-    for table in ("position_snapshots", "wallet_snapshots"):
+    for table in TABLES - {"rejects"}:
         assert out[table].equals(clean[table]), table
     rejects = out["rejects"].to_pylist()
     assert len(rejects) == len(cases)
@@ -289,3 +322,120 @@ def test_oversize_frames_are_refused_unread():
         assert "exceeds the 2048-byte limit" in reject["reason"]
         assert reject["raw"] == frame[:limit]
         assert out["position_snapshots"].num_rows == 1
+
+
+def test_documented_execution_push():
+    row = only_row(decode([EXECUTION_PUSH])["execution_events"])
+    assert (row["category"], row["symbol"]) == ("linear", "XRPUSDT")
+    assert row["exec_id"] == "7e2ae69c-4edf-5800-a352-893d52b446aa"
+    assert row["exec_type"] == "Trade" and row["side"] == "Sell"
+    assert row["exec_price"] == Decimal("0.3374") and row["exec_qty"] == Decimal("25")
+    assert row["exec_fee"] == Decimal("0.005061") and row["fee_rate"] == Decimal("0.0006")
+    assert row["exec_pnl"] == 0 and row["exec_pnl"] is not None
+    assert row["order_link_id"] is None and row["trade_iv"] is None  # "" is NULL, not 0
+    assert row["is_maker"] is False and row["is_leverage"] == 0
+    assert row["seq"] == 4688002127
+    assert row["exchange_ts"] == datetime(2022, 12, 30, 1, 36, 14, 443000, tzinfo=UTC)
+    assert row["creation_ts"] == datetime(2022, 12, 30, 1, 36, 14, 455000, tzinfo=UTC)
+    assert row["source"] == "ws" and row["local_ts"] == RECEIVED
+    assert row["message_id"] == "592324803b2785-26fa-4214-9963-bdd4727f07be"
+    fees = '[{"feeCoin":"USDT","feeType":"GST","subFeeType":"IND_GST","feeRate":"0.0000675",'
+    assert row["extra_fees"] == fees + '"fee":"0.006403779"}]'
+    assert orjson.loads(row["raw_json"]) == orjson.loads(EXECUTION_PUSH)["data"][0]
+
+
+def test_documented_order_push():
+    row = only_row(decode([ORDER_PUSH])["order_events"])
+    assert (row["category"], row["symbol"]) == ("option", "ETH-30DEC22-1400-C")
+    assert row["order_status"] == "Filled" and row["time_in_force"] == "IOC"
+    assert row["price"] == Decimal("72.5") and row["avg_price"] == Decimal("75")
+    assert row["cum_exec_fee"] == Decimal("0.358635")
+    assert row["leaves_qty"] is None and row["trigger_price"] is None  # "" is NULL
+    assert row["cum_fee_detail"] == '{"MNT":"0.00242968"}'
+    assert row["position_idx"] == 0 and row["smp_group"] == 0 and row["trigger_direction"] == 0
+    assert row["reduce_only"] is False and row["rpi_taker_access"] is False
+    assert row["rpi_matched_qty"] == 0 and row["rpi_matched_qty"] is not None
+    assert row["created_ts"] == datetime(2022, 12, 30, 1, 37, 42, 444000, tzinfo=UTC)
+    assert row["exchange_ts"] == datetime(2022, 12, 30, 1, 37, 42, 457000, tzinfo=UTC)
+
+
+def ledger_push(topic: str, *elements: dict) -> bytes:
+    return orjson.dumps({"id": "L", "topic": topic, "creationTime": 1, "data": list(elements)})
+
+
+EXEC = {"category": "linear", "symbol": "BTCUSDT", "execId": "e", "execTime": "1"}
+ORDER = {"category": "linear", "symbol": "BTCUSDT", "orderId": "o", "updatedTime": "1"}
+
+
+def test_ledger_decimals_are_exact_and_empty_is_null():
+    tiny = "0.000000000000000001"
+    big = "12345678901234567890.123456789012345678"
+    out = decode(
+        [
+            ledger_push("execution", {**EXEC, "execFee": f"-{tiny}", "execValue": big}),
+            ledger_push("order", {**ORDER, "cumExecFee": tiny, "price": "", "isLeverage": ""}),
+        ]
+    )
+    execution = only_row(out["execution_events"])
+    assert execution["exec_fee"] == -Decimal(tiny)
+    assert execution["exec_value"] == Decimal(big)
+    assert execution["exec_price"] is None and execution["extra_fees"] is None
+    order = only_row(out["order_events"])
+    assert order["cum_exec_fee"] == Decimal(tiny)
+    assert order["price"] is None and order["is_leverage"] is None
+    assert order["cum_fee_detail"] is None
+
+
+def test_ledger_elements_missing_what_a_row_needs_are_rejected_alone():
+    frame = ledger_push(
+        "execution.inverse",
+        {**EXEC, "category": ""},
+        {**EXEC, "execId": ""},
+        {k: v for k, v in EXEC.items() if k != "execTime"},
+    )
+    out = decode([frame, ledger_push("order", {**ORDER, "orderId": None}, ORDER)])
+    rows = out["execution_events"].to_pylist()
+    # The topic's category stands in for the element's missing one.
+    assert [r["category"] for r in rows] == ["inverse"]
+    assert out["order_events"].num_rows == 1
+    reasons = [r["reason"] for r in out["rejects"].to_pylist()]
+    assert len(reasons) == 3
+    assert "execution.inverse element 1" in reasons[0] and "`execId`" in reasons[0]
+    assert "execution.inverse element 2" in reasons[1] and "`execTime`" in reasons[1]
+    assert "order element 0" in reasons[2] and "`orderId`" in reasons[2]
+
+
+def test_order_tpsl_mode_takes_either_spelling():
+    out = decode(
+        [
+            ledger_push(
+                "order",
+                {**ORDER, "tpslMode": "Full"},
+                {**ORDER, "tpSlMode": "Partial"},
+                {**ORDER, "tpslMode": "", "tpSlMode": "Partial"},
+                {**ORDER, "tpslMode": "Full", "tpSlMode": ""},
+                ORDER,
+            )
+        ]
+    )
+    modes = out["order_events"].column("tpsl_mode").to_pylist()
+    assert modes == ["Full", "Partial", "Partial", "Full", None]
+
+
+def test_nested_values_are_kept_as_their_exact_text():
+    spaced = b'[ {"feeCoin" : "USDT", "fee":"0.1"} ,{"fee":"0.2"}]'
+    escaped = b'{"MNT":"0.1","\\u0055SDT":"0.2"}'
+    frames = [
+        b'{"topic":"execution","creationTime":1,"data":[{"category":"spot","symbol":"X",'
+        b'"execId":"e","execTime":"1","extraFees":' + spaced + b"}]}",
+        b'{"topic":"order","creationTime":1,"data":[{"category":"spot","symbol":"X",'
+        b'"orderId":"o","updatedTime":"1","cumFeeDetail":' + escaped + b"}]}",
+        ledger_push("execution", {**EXEC, "extraFees": ""}),
+        ledger_push("order", {**ORDER, "cumFeeDetail": None}),
+    ]
+    out = decode(frames)
+    fees = out["execution_events"].column("extra_fees").to_pylist()
+    assert fees == [spaced.decode(), None]
+    detail = out["order_events"].column("cum_fee_detail").to_pylist()
+    assert detail == [escaped.decode(), None]
+    assert orjson.loads(detail[0]) == {"MNT": "0.1", "USDT": "0.2"}

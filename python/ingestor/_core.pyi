@@ -22,7 +22,13 @@ def decode_rest(
     account_id: str,
     received_at_us: int,
     keep_raw: bool = True,
-) -> dict[str, pa.RecordBatch]: ...
+) -> dict[str, pa.RecordBatch]:
+    """One REST page into the tables `decode` returns, rows with `source = 'rest'`.
+
+    `endpoint`: /v5/position/list, /v5/account/wallet-balance, /v5/execution/list,
+    /v5/order/history or /v5/order/realtime (anything else raises ValueError).
+    """
+
 def schemas() -> dict[str, pa.Schema]: ...
 
 class Collector:

@@ -10,7 +10,13 @@ import pyarrow as pa
 from ingestor import _core
 
 #: The tables `decode` fills, in the order the stores create them.
-TABLES: tuple[str, ...] = ("position_snapshots", "wallet_snapshots", "rejects")
+TABLES: tuple[str, ...] = (
+    "position_snapshots",
+    "wallet_snapshots",
+    "execution_events",
+    "order_events",
+    "rejects",
+)
 
 #: Frames longer than this are rejected unread unless `max_frame_bytes` says otherwise.
 DEFAULT_MAX_FRAME_BYTES: int = _core.DEFAULT_MAX_FRAME_BYTES
@@ -37,8 +43,9 @@ def decode(
 ) -> dict[str, pa.RecordBatch]:
     """Decode raw private-stream frames of one account into Arrow record batches.
 
-    Returns exactly the keys `position_snapshots`, `wallet_snapshots` and `rejects`, each a
-    `pyarrow.RecordBatch` (empty when nothing matched). Control frames (auth, subscribe,
+    Returns exactly the keys of `TABLES` (`position_snapshots`, `wallet_snapshots`,
+    `execution_events`, `order_events` and `rejects`), each a `pyarrow.RecordBatch` (empty
+    when nothing matched). Control frames (auth, subscribe,
     pong answers) produce no rows. A frame or element that cannot be decoded exactly becomes
     a row of `rejects` with its reason; it never raises and never disturbs the other frames.
 

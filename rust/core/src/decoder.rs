@@ -11,55 +11,168 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use crate::events::{ConnectionEvent, ConnectionEventColumns};
+use crate::execution::{ExecutionColumns, ExecutionElement};
 use crate::fields::{Millis, Text};
 use crate::flat;
+use crate::order::{OrderColumns, OrderElement};
 use crate::position::{PositionColumns, PositionElement, PositionKey};
 use crate::protocol::{
-    classify_topic, ControlFrame, Envelope, TopicKind, REST_POSITION_LIST, REST_WALLET_BALANCE,
+    classify_topic, ControlFrame, Envelope, PushKind, TopicKind, REST_EXECUTION_LIST,
+    REST_ORDER_HISTORY, REST_ORDER_REALTIME, REST_POSITION_LIST, REST_WALLET_BALANCE,
 };
 use crate::reject::{Reject, RejectColumns};
-use crate::row::{Provenance, Source};
+use crate::row::{Provenance, RowError, Source};
 use crate::wallet::{WalletColumns, WalletElement};
 
-/// The tables a decoder fills.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Table {
-    PositionSnapshots,
-    WalletSnapshots,
-    Rejects,
-    ConnectionEvents,
+/// Declares the decoder's tables once: each `Table`, the builders that hold its rows (a field
+/// of `Builders`) and the rows they first have room for. `Table::ALL`, its names and schemas,
+/// and the decoder's per-table `pending` and `cut` all come from this one list.
+macro_rules! tables {
+    ($( $(#[$meta:meta])* $variant:ident => $field:ident: $columns:ident, $rows:expr; )*) => {
+        /// The tables a decoder fills.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum Table {
+            $( $(#[$meta])* $variant, )*
+        }
+
+        impl Table {
+            /// Every table, in the order the stores create them.
+            pub const ALL: [Table; [$(stringify!($variant)),*].len()] = [$(Table::$variant),*];
+
+            pub fn name(self) -> &'static str {
+                match self {
+                    $( Table::$variant => $columns::NAME, )*
+                }
+            }
+
+            pub fn schema(self) -> SchemaRef {
+                match self {
+                    $( Table::$variant => $columns::schema(), )*
+                }
+            }
+        }
+
+        /// The builders of every table.
+        struct Builders {
+            $( $field: $columns, )*
+        }
+
+        impl Builders {
+            fn new() -> Self {
+                Builders {
+                    $( $field: $columns::with_capacity($rows), )*
+                }
+            }
+
+            fn len(&self, table: Table) -> usize {
+                match table {
+                    $( Table::$variant => self.$field.len(), )*
+                }
+            }
+
+            fn finish(&mut self, table: Table) -> RecordBatch {
+                match table {
+                    $( Table::$variant => self.$field.finish(), )*
+                }
+            }
+        }
+    };
+}
+
+tables! {
+    PositionSnapshots => positions: PositionColumns, 1024;
+    WalletSnapshots => wallets: WalletColumns, 1024;
+    /// Fewer rows at first: many accounts never subscribe to these (builders grow as needed).
+    ExecutionEvents => executions: ExecutionColumns, 64;
+    OrderEvents => orders: OrderColumns, 64;
+    Rejects => rejects: RejectColumns, 16;
+    ConnectionEvents => events: ConnectionEventColumns, 16;
 }
 
 impl Table {
-    pub const ALL: [Table; 4] = [
-        Table::PositionSnapshots,
-        Table::WalletSnapshots,
-        Table::Rejects,
-        Table::ConnectionEvents,
-    ];
     /// The tables that frames fill (what `ingestor.decode` returns).
-    pub const FRAME_TABLES: [Table; 3] = [
+    pub const FRAME_TABLES: [Table; 5] = [
         Table::PositionSnapshots,
         Table::WalletSnapshots,
+        Table::ExecutionEvents,
+        Table::OrderEvents,
         Table::Rejects,
     ];
 
-    pub fn name(self) -> &'static str {
-        match self {
-            Table::PositionSnapshots => PositionColumns::NAME,
-            Table::WalletSnapshots => WalletColumns::NAME,
-            Table::Rejects => RejectColumns::NAME,
-            Table::ConnectionEvents => ConnectionEventColumns::NAME,
+    /// The table a kind of push fills.
+    pub fn of(kind: PushKind) -> Table {
+        match kind {
+            PushKind::Position => Table::PositionSnapshots,
+            PushKind::Wallet => Table::WalletSnapshots,
+            PushKind::Execution => Table::ExecutionEvents,
+            PushKind::Order => Table::OrderEvents,
         }
     }
+}
 
-    pub fn schema(self) -> SchemaRef {
-        match self {
-            Table::PositionSnapshots => PositionColumns::schema(),
-            Table::WalletSnapshots => WalletColumns::schema(),
-            Table::Rejects => RejectColumns::schema(),
-            Table::ConnectionEvents => ConnectionEventColumns::schema(),
-        }
+/// A kind of element, read by either path, appended to its table: how the decoder treats
+/// every kind alike. Returns the rows appended.
+trait Element<'a>: Deserialize<'a> {
+    fn append_to(
+        &self,
+        builders: &mut Builders,
+        topic_category: Option<&str>,
+        provenance: &Provenance<'_>,
+        raw_json: Option<&str>,
+    ) -> Result<usize, RowError>;
+}
+
+impl<'a> Element<'a> for PositionElement<'a> {
+    fn append_to(
+        &self,
+        b: &mut Builders,
+        category: Option<&str>,
+        provenance: &Provenance<'_>,
+        raw_json: Option<&str>,
+    ) -> Result<usize, RowError> {
+        b.positions
+            .append(self, category, provenance, raw_json)
+            .map(|()| 1)
+    }
+}
+
+impl<'a> Element<'a> for WalletElement<'a> {
+    fn append_to(
+        &self,
+        b: &mut Builders,
+        _: Option<&str>,
+        provenance: &Provenance<'_>,
+        raw_json: Option<&str>,
+    ) -> Result<usize, RowError> {
+        b.wallets.append(self, provenance, raw_json)
+    }
+}
+
+impl<'a> Element<'a> for ExecutionElement<'a> {
+    fn append_to(
+        &self,
+        b: &mut Builders,
+        category: Option<&str>,
+        provenance: &Provenance<'_>,
+        raw_json: Option<&str>,
+    ) -> Result<usize, RowError> {
+        b.executions
+            .append(self, category, provenance, raw_json)
+            .map(|()| 1)
+    }
+}
+
+impl<'a> Element<'a> for OrderElement<'a> {
+    fn append_to(
+        &self,
+        b: &mut Builders,
+        category: Option<&str>,
+        provenance: &Provenance<'_>,
+        raw_json: Option<&str>,
+    ) -> Result<usize, RowError> {
+        b.orders
+            .append(self, category, provenance, raw_json)
+            .map(|()| 1)
     }
 }
 
@@ -100,10 +213,7 @@ pub enum FrameOutcome {
 
 pub struct Decoder {
     config: DecoderConfig,
-    positions: PositionColumns,
-    wallets: WalletColumns,
-    rejects: RejectColumns,
-    events: ConnectionEventColumns,
+    tables: Builders,
     /// The flat fast path's element buffers, kept between frames (always empty here).
     scratch: flat::Parsed<'static>,
     /// The field order of recent elements, the fast path's first guess.
@@ -138,10 +248,7 @@ impl Decoder {
     pub fn new(config: DecoderConfig) -> Self {
         Decoder {
             config,
-            positions: PositionColumns::with_capacity(1024),
-            wallets: WalletColumns::with_capacity(1024),
-            rejects: RejectColumns::with_capacity(16),
-            events: ConnectionEventColumns::with_capacity(16),
+            tables: Builders::new(),
             scratch: flat::Parsed::default(),
             key_orders: flat::KeyOrders::default(),
             fast_path: true,
@@ -156,38 +263,36 @@ impl Decoder {
 
     /// Rows waiting in `table` since its last cut.
     pub fn pending(&self, table: Table) -> usize {
-        match table {
-            Table::PositionSnapshots => self.positions.len(),
-            Table::WalletSnapshots => self.wallets.len(),
-            Table::Rejects => self.rejects.len(),
-            Table::ConnectionEvents => self.events.len(),
-        }
+        self.tables.len(table)
     }
 
     /// The rows of `table` so far as one batch (possibly empty); the table starts over.
     pub fn cut(&mut self, table: Table) -> RecordBatch {
-        match table {
-            Table::PositionSnapshots => self.positions.finish(),
-            Table::WalletSnapshots => self.wallets.finish(),
-            Table::Rejects => self.rejects.finish(),
-            Table::ConnectionEvents => self.events.finish(),
-        }
+        self.tables.finish(table)
     }
 
     /// The position keys of the last `rows` position rows appended (see
     /// `PositionColumns::recent_keys`).
     pub fn recent_position_keys(&self, rows: usize) -> Vec<(PositionKey, bool)> {
-        self.positions.recent_keys(rows)
+        self.tables.positions.recent_keys(rows)
     }
 
     /// The same keys lent to `f` (see `PositionColumns::for_recent_keys`).
     pub fn for_recent_position_keys(&self, rows: usize, f: impl FnMut(&str, &str, i32, bool)) {
-        self.positions.for_recent_keys(rows, f)
+        self.tables.positions.for_recent_keys(rows, f)
+    }
+
+    /// The `exchange_ts` (`execTime`, µs UTC) of the last `rows` execution rows appended,
+    /// oldest first, lent without a copy: after a push (`FrameOutcome::Push` with
+    /// `Table::ExecutionEvents`) or a REST page of executions, the engine takes the newest
+    /// of its `rows` as the account's latest execution. Valid until the next frame or cut.
+    pub fn recent_execution_ts(&self, rows: usize) -> &[i64] {
+        self.tables.executions.recent_exchange_ts(rows)
     }
 
     /// Records a connection state change.
     pub fn record_event(&mut self, event: &ConnectionEvent<'_>) {
-        self.events.append(event);
+        self.tables.events.append(event);
     }
 
     /// Decodes one WebSocket text frame of `account_id`, received at `local_ts` (µs, UTC).
@@ -261,9 +366,8 @@ impl Decoder {
         reject.topic = Some(topic);
         reject.message_id = envelope.id.as_deref();
 
-        let (table, category) = match classify_topic(topic) {
-            TopicKind::Position { category } => (Table::PositionSnapshots, category),
-            TopicKind::Wallet => (Table::WalletSnapshots, None),
+        let (kind, category) = match classify_topic(topic) {
+            TopicKind::Push { kind, category } => (kind, category),
             TopicKind::Uncaptured => {
                 let reason = format!("topic `{topic}` is not captured");
                 return self.reject_frame(Reject {
@@ -299,16 +403,16 @@ impl Decoder {
             source: Source::Ws,
             message_id: reject.message_id,
         };
-        let (rows, rejected) = self.append_elements(table, category, data, &provenance, reject);
+        let (rows, rejected) = self.append_elements(kind, category, data, &provenance, reject);
         FrameOutcome::Push {
-            table,
+            table: Table::of(kind),
             rows,
             rejected,
         }
     }
 
-    /// Decodes one page of a REST state read (`/v5/position/list` or
-    /// `/v5/account/wallet-balance`) into rows with `source = 'rest'`.
+    /// Decodes one page of a REST read (see `RestEndpoint`) into rows with `source = 'rest'`,
+    /// in the table a push of the same kind fills.
     ///
     /// An answer that is not a success (`retCode` other than 0) or not readable is an error
     /// for the caller to report and retry; it adds no rows. Bad elements of a good answer go
@@ -355,12 +459,8 @@ impl Decoder {
             reason: "",
             raw: body,
         };
-        let table = match endpoint {
-            RestEndpoint::PositionList => Table::PositionSnapshots,
-            RestEndpoint::WalletBalance => Table::WalletSnapshots,
-        };
         let (rows, rejected) = self.append_elements(
-            table,
+            endpoint.kind(),
             list.category.as_deref(),
             &list.list,
             &provenance,
@@ -399,31 +499,57 @@ impl Decoder {
             message_id: frame.id,
         };
         let (mut rows, mut rejected) = (0, 0);
-        let keep_raw = self.config.keep_raw;
-        let table = if let TopicKind::Position { category } = frame.kind {
-            for (index, (text, element)) in parsed.positions.iter().enumerate() {
-                let appended = self
-                    .positions
-                    .append(element, category, &provenance, keep_raw.then_some(*text))
-                    .map(|()| 1)
-                    .map_err(|e| e.to_string());
-                self.count_element(index, text, appended, &reject, &mut rows, &mut rejected);
+        let mut count = (&mut rows, &mut rejected);
+        let category = frame.category;
+        match frame.kind {
+            PushKind::Position => self.append_parsed(
+                &parsed.positions,
+                category,
+                &provenance,
+                &reject,
+                &mut count,
+            ),
+            PushKind::Wallet => {
+                self.append_parsed(&parsed.wallets, category, &provenance, &reject, &mut count)
             }
-            Table::PositionSnapshots
-        } else {
-            for (index, (text, element)) in parsed.wallets.iter().enumerate() {
-                let appended = self
-                    .wallets
-                    .append(element, &provenance, keep_raw.then_some(*text))
-                    .map_err(|e| e.to_string());
-                self.count_element(index, text, appended, &reject, &mut rows, &mut rejected);
+            PushKind::Execution => self.append_parsed(
+                &parsed.executions,
+                category,
+                &provenance,
+                &reject,
+                &mut count,
+            ),
+            PushKind::Order => {
+                self.append_parsed(&parsed.orders, category, &provenance, &reject, &mut count)
             }
-            Table::WalletSnapshots
-        };
+        }
         FrameOutcome::Push {
-            table,
+            table: Table::of(frame.kind),
             rows,
             rejected,
+        }
+    }
+
+    /// Appends the elements the fast path read, each with its text.
+    fn append_parsed<'a, E: Element<'a>>(
+        &mut self,
+        elements: &flat::Elements<'a, E>,
+        category: Option<&str>,
+        provenance: &Provenance<'_>,
+        reject: &Reject<'_>,
+        (rows, rejected): &mut (&mut usize, &mut usize),
+    ) {
+        let keep_raw = self.config.keep_raw;
+        for (index, (text, element)) in elements.iter().enumerate() {
+            let appended = element
+                .append_to(
+                    &mut self.tables,
+                    category,
+                    provenance,
+                    keep_raw.then_some(*text),
+                )
+                .map_err(|e| e.to_string());
+            self.count_element(index, text, appended, reject, rows, rejected);
         }
     }
 
@@ -443,7 +569,7 @@ impl Decoder {
                 *rejected += 1;
                 let what = reject.topic.unwrap_or_default();
                 let reason = format!("{what} element {index}: {why}");
-                self.rejects.append(&Reject {
+                self.tables.rejects.append(&Reject {
                     reason: &reason,
                     raw: raw.as_bytes(),
                     ..*reject
@@ -452,10 +578,10 @@ impl Decoder {
         }
     }
 
-    /// Appends each element to `table`; a failing element becomes a reject on its own.
+    /// Appends each element as a `kind`; a failing element becomes a reject on its own.
     fn append_elements(
         &mut self,
-        table: Table,
+        kind: PushKind,
         category: Option<&str>,
         elements: &[&RawValue],
         provenance: &Provenance<'_>,
@@ -463,65 +589,96 @@ impl Decoder {
     ) -> (usize, usize) {
         let (mut rows, mut rejected) = (0, 0);
         for (index, element) in elements.iter().enumerate() {
-            let appended = match table {
-                Table::PositionSnapshots => self.append_position(element, category, provenance),
-                _ => self.append_wallet(element, provenance),
+            let text = element.get();
+            let appended = match kind {
+                PushKind::Position => {
+                    self.append_raw::<PositionElement>(text, category, provenance)
+                }
+                PushKind::Wallet => self.append_raw::<WalletElement>(text, category, provenance),
+                PushKind::Execution => {
+                    self.append_raw::<ExecutionElement>(text, category, provenance)
+                }
+                PushKind::Order => self.append_raw::<OrderElement>(text, category, provenance),
             };
-            let raw = element.get();
-            self.count_element(index, raw, appended, &reject, &mut rows, &mut rejected);
+            self.count_element(index, text, appended, &reject, &mut rows, &mut rejected);
         }
         (rows, rejected)
     }
 
     fn reject_frame(&mut self, reject: Reject<'_>) -> FrameOutcome {
-        self.rejects.append(&reject);
+        self.tables.rejects.append(&reject);
         FrameOutcome::Rejected
     }
 
-    fn append_position(
+    /// Reads one element's text with serde (the reference path) and appends it.
+    fn append_raw<'a, E: Element<'a>>(
         &mut self,
-        raw: &RawValue,
+        text: &'a str,
         topic_category: Option<&str>,
         provenance: &Provenance<'_>,
     ) -> Result<usize, String> {
-        let text = raw.get();
-        let element: PositionElement =
-            serde_json::from_str(text).map_err(|_| explain::<PositionElement>(text))?;
+        let element: E = serde_json::from_str(text).map_err(|_| explain::<E>(text))?;
         let raw_json = self.config.keep_raw.then_some(text);
-        self.positions
-            .append(&element, topic_category, provenance, raw_json)
-            .map(|()| 1)
-            .map_err(|e| e.to_string())
-    }
-
-    fn append_wallet(
-        &mut self,
-        raw: &RawValue,
-        provenance: &Provenance<'_>,
-    ) -> Result<usize, String> {
-        let text = raw.get();
-        let element: WalletElement =
-            serde_json::from_str(text).map_err(|_| explain::<WalletElement>(text))?;
-        let raw_json = self.config.keep_raw.then_some(text);
-        self.wallets
-            .append(&element, provenance, raw_json)
+        element
+            .append_to(&mut self.tables, topic_category, provenance, raw_json)
             .map_err(|e| e.to_string())
     }
 }
 
-/// The REST reads that rebuild an account's state.
+/// The REST reads the decoder takes: the state read after a (re)connect (positions, wallet)
+/// and the ledger's backfill (executions, orders). Every answer is a page of
+/// `{"category", "list": [elements of the push's shape], "nextPageCursor"}`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RestEndpoint {
+    /// `/v5/position/list` → `position_snapshots`.
     PositionList,
+    /// `/v5/account/wallet-balance` → `wallet_snapshots`.
     WalletBalance,
+    /// `/v5/execution/list` → `execution_events`.
+    ExecutionList,
+    /// `/v5/order/history` → `order_events`.
+    OrderHistory,
+    /// `/v5/order/realtime` (open orders, and the last closed ones) → `order_events`.
+    OrderRealtime,
 }
 
 impl RestEndpoint {
+    pub const ALL: [RestEndpoint; 5] = [
+        RestEndpoint::PositionList,
+        RestEndpoint::WalletBalance,
+        RestEndpoint::ExecutionList,
+        RestEndpoint::OrderHistory,
+        RestEndpoint::OrderRealtime,
+    ];
+
     pub fn path(self) -> &'static str {
         match self {
             RestEndpoint::PositionList => REST_POSITION_LIST,
             RestEndpoint::WalletBalance => REST_WALLET_BALANCE,
+            RestEndpoint::ExecutionList => REST_EXECUTION_LIST,
+            RestEndpoint::OrderHistory => REST_ORDER_HISTORY,
+            RestEndpoint::OrderRealtime => REST_ORDER_REALTIME,
         }
+    }
+
+    /// The endpoint of a path such as `/v5/execution/list`.
+    pub fn from_path(path: &str) -> Option<RestEndpoint> {
+        RestEndpoint::ALL.into_iter().find(|e| e.path() == path)
+    }
+
+    /// The kind of element its pages list.
+    pub fn kind(self) -> PushKind {
+        match self {
+            RestEndpoint::PositionList => PushKind::Position,
+            RestEndpoint::WalletBalance => PushKind::Wallet,
+            RestEndpoint::ExecutionList => PushKind::Execution,
+            RestEndpoint::OrderHistory | RestEndpoint::OrderRealtime => PushKind::Order,
+        }
+    }
+
+    /// The table its rows go to.
+    pub fn table(self) -> Table {
+        Table::of(self.kind())
     }
 }
 
@@ -622,6 +779,8 @@ mod fast_path_tests {
 
     const PUSH: &str = include_str!("../../../tests/fixtures/position_push.json");
     const WALLET: &str = include_str!("../../../tests/fixtures/wallet_push.json");
+    const EXECUTIONS: &str = include_str!("../../../tests/fixtures/bybit-docs/ws_execution.jsonl");
+    const ORDERS: &str = include_str!("../../../tests/fixtures/bybit-docs/ws_order.jsonl");
     const ACCOUNT: &str = "acct-1";
     const LOCAL_TS: i64 = 1_700_000_000_000_000;
 
@@ -720,6 +879,193 @@ mod fast_path_tests {
         );
         same(&WalletElement::FLAT_KEYS, serde_fields::<WalletElement>());
         same(&WalletCoin::FLAT_KEYS, serde_fields::<WalletCoin>());
+        same(
+            &ExecutionElement::FLAT_KEYS,
+            serde_fields::<ExecutionElement>(),
+        );
+        same(&OrderElement::FLAT_KEYS, serde_fields::<OrderElement>());
+    }
+
+    /// A documented push of `file` whose element holds `nested` (its nested value).
+    fn documented(file: &'static str, nested: &str) -> &'static str {
+        file.lines().find(|line| line.contains(nested)).unwrap()
+    }
+
+    fn execution_push() -> &'static str {
+        documented(EXECUTIONS, r#""extraFees":[{"#)
+    }
+
+    fn order_push() -> &'static str {
+        documented(ORDERS, r#""cumFeeDetail":{"#)
+    }
+
+    /// `frame` (a push of one element) with its element's fields replaced by `fields`.
+    fn element_with(frame: &str, fields: &str) -> String {
+        let start = frame.find("[{").unwrap() + 2;
+        let end = frame.rfind("}]").unwrap();
+        format!("{}{fields}{}", &frame[..start], &frame[end..])
+    }
+
+    /// Nested values, for the fields kept as JSON text: what the fast path takes and what it
+    /// leaves to serde (an escape, a fraction, deep nesting, broken JSON).
+    const NESTED: [&str; 22] = [
+        "[]",
+        "{}",
+        r#"[{"feeCoin":"USDT","feeType":"GST","fee":"0.006403779"}]"#,
+        r#"{"MNT":"0.00242968","USDT":"1.5"}"#,
+        r#"[ { "a" : [ 1 , { "b" : null } ] } , true , -3 ]"#,
+        r#"{"a":{"b":{"c":{"d":{"e":{"f":{"g":[]}}}}}}}"#,
+        r#"{"a":{"b":{"c":{"d":{"e":{"f":{"g":{"h":[]}}}}}}}}"#,
+        r#"{"M\u004eT":"1"}"#,
+        r#"["\n"]"#,
+        "[1.5]",
+        r#"{"a":1e3}"#,
+        "[01]",
+        "[1,]",
+        r#"{"a":1,}"#,
+        r#"{"a"}"#,
+        r#"{"a":1"#,
+        "[[]",
+        r#"{1:2}"#,
+        r#"[""]"#,
+        r#""[]""#,
+        "[null,false]",
+        "[1234567890123456789]",
+    ];
+
+    /// Each of `keys` set to each value (before and after the fields a row needs, `base`) in
+    /// a push of `frame`'s shape: both paths agree. Returns how many took the fast path, and
+    /// of how many.
+    fn agree_on_every_value(frame: &str, keys: &[&str], base: &str) -> (usize, usize) {
+        let mut pair = Pair::new(DecoderConfig::default());
+        let (mut fast, mut total) = (0, 0);
+        for key in keys {
+            for value in VALUES.iter().chain(&NESTED) {
+                for fields in [
+                    format!(r#""{key}":{value},{base}"#),
+                    format!(r#"{base},"{key}":{value}"#),
+                ] {
+                    fast += pair.check(element_with(frame, &fields).as_bytes()) as usize;
+                    total += 1;
+                }
+            }
+        }
+        (fast, total)
+    }
+
+    #[test]
+    fn every_execution_and_order_field_agrees_on_every_kind_of_value() {
+        let base = r#""category":"linear","symbol":"X","execId":"e-1","execTime":"1672364174443""#;
+        // The nested values are for two fields only: most combinations elsewhere go to serde.
+        let (fast, total) =
+            agree_on_every_value(execution_push(), &ExecutionElement::FLAT_KEYS, base);
+        assert!(fast > total / 5 && fast < total, "{fast} of {total}");
+        let base =
+            r#""category":"linear","symbol":"X","orderId":"o-1","updatedTime":"1672364262457""#;
+        let (fast, total) = agree_on_every_value(order_push(), &OrderElement::FLAT_KEYS, base);
+        assert!(fast > total / 5 && fast < total, "{fast} of {total}");
+    }
+
+    /// The one row of `frame`, decoded both ways; whether the fast path took it.
+    fn only_row(frame: &str) -> (bool, RecordBatch) {
+        let mut pair = Pair::new(DecoderConfig::default());
+        let (fast, outcome, rows) = pair.check_rows(frame.as_bytes());
+        assert!(
+            matches!(
+                outcome,
+                FrameOutcome::Push {
+                    rows: 1,
+                    rejected: 0,
+                    ..
+                }
+            ),
+            "{outcome:?}: {frame}"
+        );
+        (fast, rows)
+    }
+
+    #[test]
+    fn nested_values_are_kept_as_their_exact_text_on_either_path() {
+        let cases = [
+            (r#"[{"fee":"0.1"}]"#, Some(r#"[{"fee":"0.1"}]"#), true),
+            (
+                r#"[ {"fee" : "0.1"} ]"#,
+                Some(r#"[ {"fee" : "0.1"} ]"#),
+                true,
+            ),
+            ("[]", Some("[]"), true),
+            (r#""""#, None, true),
+            ("null", None, true),
+            // Not what Bybit sends, but kept as sent rather than losing the row.
+            (r#""x""#, Some(r#""x""#), true),
+            ("7", Some("7"), true),
+            // Left to serde, which keeps the same exact text.
+            (r#"[{"fee":0.1}]"#, Some(r#"[{"fee":0.1}]"#), false),
+            (
+                r#"[{"fee":"\u0030.1"}]"#,
+                Some(r#"[{"fee":"\u0030.1"}]"#),
+                false,
+            ),
+        ];
+        for (value, expected, fast_path) in cases {
+            let fields = format!(
+                r#""category":"linear","symbol":"X","execId":"e","execTime":"1","extraFees":{value}"#
+            );
+            let (fast, rows) = only_row(&element_with(execution_push(), &fields));
+            assert_eq!(fast, fast_path, "{value}");
+            assert_eq!(text_at(&rows, "extra_fees").as_deref(), expected, "{value}");
+            let fields = format!(
+                r#""category":"spot","symbol":"X","orderId":"o","updatedTime":"1","cumFeeDetail":{value}"#
+            );
+            let (fast, rows) = only_row(&element_with(order_push(), &fields));
+            assert_eq!(fast, fast_path, "{value}");
+            assert_eq!(
+                text_at(&rows, "cum_fee_detail").as_deref(),
+                expected,
+                "{value}"
+            );
+        }
+    }
+
+    #[test]
+    fn tricky_execution_and_order_frames_agree_and_take_the_expected_path() {
+        for frame in [execution_push(), order_push()] {
+            let fast = [
+                frame.to_owned(),
+                frame
+                    .replace(':', " : ")
+                    .replace(',', " ,\n")
+                    .replace('[', " [ "),
+                // Several elements, one without what a row needs.
+                frame.replacen("}]}", "},{}]}", 1),
+                // The per-category topic, and an element that relies on it.
+                frame
+                    .replacen(r#""topic":"execution""#, r#""topic":"execution.spot""#, 1)
+                    .replacen(r#""topic":"order""#, r#""topic":"order.spot""#, 1)
+                    .replacen(r#""category":"linear","#, "", 1)
+                    .replacen(r#","category":"option""#, "", 1),
+            ];
+            for frame in &fast {
+                assert!(check(frame), "fast path expected for {frame}");
+            }
+            let serde = [
+                frame.replacen("Sell", r"S\u0065ll", 1),
+                frame
+                    .replacen(r#"":[{""#, r#"":[{"\u0041":1,""#, 1)
+                    .replacen(r#"":{""#, r#"":{"\u0041":1,""#, 1),
+                frame
+                    .replacen(r#""execType""#, r#""meta":{"x":1},"execType""#, 1)
+                    .replacen(r#""orderType""#, r#""meta":{"x":1},"orderType""#, 1),
+                frame.replacen("}]}", "},]}", 1),
+                frame
+                    .replacen(r#""execution""#, r#""execution.fast""#, 1)
+                    .replacen(r#""order""#, r#""order.futures""#, 1),
+            ];
+            for edited in &serde {
+                assert_ne!(edited, frame, "an edit that matched nothing");
+                assert!(!check(edited), "serde path expected for {edited}");
+            }
+        }
     }
 
     #[test]
@@ -1021,6 +1367,8 @@ mod fast_path_tests {
             push_with(r#""symbol":"X","positionIdx":0"#),
             // Position fields under the wallet topic: unknown there, and no account type.
             PUSH.replace("\"position\"", "\"wallet\""),
+            // Under the order topic: read as an order (most fields unknown there).
+            PUSH.replace("\"position\"", "\"order\""),
         ];
         for frame in &fast {
             assert!(check(frame), "fast path expected for {frame}");
@@ -1061,7 +1409,7 @@ mod fast_path_tests {
                 r#""creationTime":9223372036854776"#,
             ),
             // Not a position push of the common shape.
-            PUSH.replace("\"position\"", "\"order\""),
+            PUSH.replace("\"position\"", "\"greeks\""),
             PUSH.replace("\"position\"", "\"position.spot\""),
             PUSH.replace("\"position\"", "\"\""),
             PUSH.replace(r#""creationTime":1697682317044,"#, ""),
@@ -1085,18 +1433,44 @@ mod fast_path_tests {
         assert!(pair.check(PUSH.as_bytes()));
     }
 
-    /// Every push of every revision of Bybit's docs (tests/fixtures/bybit-docs): no rejects,
-    /// the same rows both ways, and all of them on the fast path (they are the shape Bybit
-    /// sends).
+    /// The one documented push that repeats a key: the 2022-12 execution example writes
+    /// `"execValue":"8.435","execValue":"0"` (later revisions: `"execPnl":"0"`). Two values
+    /// for one amount are the element's reject, as any duplicate is: storing either would be
+    /// a guess.
+    const DUPLICATE_EXEC_VALUE: &str = r#""execValue":"8.435","execValue":"0""#;
+
+    /// Every push of every revision of Bybit's docs (tests/fixtures/bybit-docs): no rejects
+    /// (but `DUPLICATE_EXEC_VALUE`), the same rows both ways, and all of them on the fast path
+    /// (they are the shape Bybit sends).
     #[test]
     fn bybit_docs_pushes_decode_alike_without_rejects() {
         let files = [
             include_str!("../../../tests/fixtures/bybit-docs/ws_position.jsonl"),
             include_str!("../../../tests/fixtures/bybit-docs/ws_wallet.jsonl"),
+            EXECUTIONS,
+            ORDERS,
         ];
         let mut pair = Pair::new(DecoderConfig::default());
         let mut lines = 0;
         for line in files.iter().flat_map(|f| f.lines()) {
+            if line.contains(DUPLICATE_EXEC_VALUE) {
+                let (fast, outcome, _) = pair.check_rows(line.as_bytes());
+                assert!(!fast, "a duplicate is serde's to refuse");
+                let rejected = FrameOutcome::Push {
+                    table: Table::ExecutionEvents,
+                    rows: 0,
+                    rejected: 1,
+                };
+                assert_eq!(outcome, rejected);
+                let mut decoder = Decoder::default();
+                decoder.decode_frame(ACCOUNT, line.as_bytes(), LOCAL_TS);
+                let reasons = decoder.cut(Table::Rejects);
+                assert!(text_at(&reasons, "reason")
+                    .unwrap()
+                    .contains("duplicate field `execValue`"));
+                lines += 1;
+                continue;
+            }
             let (fast, outcome, rows) = pair.check_rows(line.as_bytes());
             assert!(
                 matches!(outcome, FrameOutcome::Push { rejected: 0, rows: n, .. } if n > 0),
@@ -1106,7 +1480,7 @@ mod fast_path_tests {
             assert!(fast, "fast path expected for {line}");
             lines += 1;
         }
-        assert_eq!(lines, 22);
+        assert_eq!(lines, 44);
     }
 
     /// The row of a position element of `fields` (and what a row needs: category, symbol,
@@ -1241,7 +1615,13 @@ mod fast_path_tests {
         let mut fast = 0;
         let rounds = 30_000;
         for round in 0..rounds {
-            let mut frame = if round % 3 == 2 { WALLET } else { PUSH }.to_owned();
+            let mut frame = match round % 5 {
+                0 | 1 => PUSH,
+                2 => WALLET,
+                3 => execution_push(),
+                _ => order_push(),
+            }
+            .to_owned();
             for _ in 0..rng.usize(1..=3) {
                 let mut at = rng.usize(..=frame.len());
                 while !frame.is_char_boundary(at) {

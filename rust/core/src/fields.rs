@@ -10,6 +10,7 @@ use std::fmt;
 
 use serde::de::{self, Deserializer, Visitor};
 use serde::Deserialize;
+use serde_json::value::RawValue;
 
 use crate::decimal;
 
@@ -36,6 +37,23 @@ pub struct Text<'a>(pub Option<Cow<'a, str>>);
 impl Text<'_> {
     pub fn as_deref(&self) -> Option<&str> {
         self.0.as_deref()
+    }
+}
+
+/// A nested value (`extraFees`, an array; `cumFeeDetail`, an object of coin to fee) kept as its
+/// exact text in the frame, for a JSON text column; `None` for `""`, `null` or absent.
+///
+/// Kept whole rather than flattened into columns: its shape is Bybit's to extend (fee types,
+/// coins), and the text loses nothing. Any other value (a number, another string) is kept as
+/// its text too rather than rejecting the row it is part of: it is not what the row is for.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Json<'a>(pub Option<&'a str>);
+
+impl<'a> Json<'a> {
+    /// The exact text of a JSON value: `null` and `""` are NULL.
+    #[inline]
+    pub(crate) fn from_raw(text: &'a str) -> Json<'a> {
+        Json((text != "null" && text != "\"\"").then_some(text))
     }
 }
 
@@ -213,6 +231,15 @@ impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
     }
 }
 
+impl<'de: 'a, 'a> Deserialize<'de> for Json<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        // serde_json's raw value is the value's slice of the frame, escapes and all, without
+        // the whitespace around it: the same text the fast path keeps.
+        let raw = <&'de RawValue>::deserialize(deserializer)?;
+        Ok(Json::from_raw(raw.get()))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -272,6 +299,21 @@ mod tests {
         assert_eq!(de::<Flag>(r#""false""#), Ok(Flag(Some(false))));
         assert_eq!(de::<Flag>(r#""""#), Ok(Flag(None)));
         assert!(de::<Flag>("1").is_err());
+    }
+
+    #[test]
+    fn json_keeps_the_exact_text_and_empties_to_null() {
+        let fees = r#"[{"feeCoin":"USDT", "fee":"0.1"}]"#;
+        assert_eq!(de::<Json>(fees), Ok(Json(Some(fees))));
+        assert_eq!(
+            de::<Json>(r#"{"MNT":"1"}"#),
+            Ok(Json(Some(r#"{"MNT":"1"}"#)))
+        );
+        assert_eq!(de::<Json>(r#""""#), Ok(Json(None)));
+        assert_eq!(de::<Json>("null"), Ok(Json(None)));
+        assert_eq!(de::<Json>(" [] "), Ok(Json(Some("[]"))));
+        assert_eq!(de::<Json>(r#""\u0041""#), Ok(Json(Some(r#""\u0041""#))));
+        assert!(de::<Json>("[1,]").is_err());
     }
 
     #[test]

@@ -3,20 +3,23 @@
 //!
 //! Bybit sends `{"id":..,"topic":"position",..,"creationTime":..,"data":[{..}]}`, where every
 //! position element is a flat object of strings, integers, booleans and nulls without escapes,
-//! and every wallet element is such an object with one nested array, `coin`, of flat objects.
-//! This reader handles exactly that and nothing more. It is not a JSON parser: on anything it
-//! does not fully handle (an escape, a control character, a nested value other than `coin`,
-//! a fraction or exponent, a long or odd number, a duplicate known key, a control frame, a
-//! topic other than a position or wallet topic, a value of the wrong type, a value the rules
-//! refuse, trailing text, ...) it gives up and returns `None`, and the decoder reads the frame
-//! again with serde, which stays the reference for every case. So the fast path only ever
+//! every wallet element is such an object with one nested array, `coin`, of flat objects, and
+//! execution and order elements are flat objects but for one nested value each (`extraFees`,
+//! `cumFeeDetail`), kept as its text. This reader handles exactly that and nothing more. It is
+//! not a JSON parser: on anything it does not fully handle (an escape, a control character, a
+//! nested value other than those, a fraction or exponent, a long or odd number, a duplicate
+//! known key, a control frame, a topic that is not captured, a value of the wrong type, a value
+//! the rules refuse, trailing text, ...) it gives up and returns `None`, and the decoder reads
+//! the frame again with serde, which stays the reference for every case. So the fast path only ever
 //! produces what the serde path would, and the serde path alone decides failures and their
 //! reasons.
 
 use crate::decimal;
-use crate::fields::{Dec, Flag, Int, Millis, Text};
+use crate::execution::ExecutionElement;
+use crate::fields::{Dec, Flag, Int, Json, Millis, Text};
+use crate::order::OrderElement;
 use crate::position::PositionElement;
-use crate::protocol::{classify_topic, TopicKind};
+use crate::protocol::{classify_topic, PushKind, TopicKind};
 use crate::wallet::WalletElement;
 
 /// An object the fast path reads field by field: its known keys, and how each is read.
@@ -162,6 +165,8 @@ pub type Elements<'a, T> = Vec<(&'a str, T)>;
 pub struct Parsed<'a> {
     pub positions: Elements<'a, PositionElement<'a>>,
     pub wallets: Elements<'a, WalletElement<'a>>,
+    pub executions: Elements<'a, ExecutionElement<'a>>,
+    pub orders: Elements<'a, OrderElement<'a>>,
 }
 
 impl Parsed<'_> {
@@ -170,35 +175,45 @@ impl Parsed<'_> {
         Parsed {
             positions: recycle(self.positions),
             wallets: recycle(self.wallets),
+            executions: recycle(self.executions),
+            orders: recycle(self.orders),
         }
+    }
+
+    fn clear(&mut self) {
+        self.positions.clear();
+        self.wallets.clear();
+        self.executions.clear();
+        self.orders.clear();
     }
 }
 
 /// The envelope of a push read by the fast path.
 pub struct PushFrame<'a> {
     pub topic: &'a str,
-    pub kind: TopicKind<'a>,
+    pub kind: PushKind,
+    /// The category a `<topic>.<category>` name implies.
+    pub category: Option<&'a str>,
     pub id: Option<&'a str>,
     pub creation_ts: i64,
 }
 
-/// Reads `text` as a position or wallet push of the common shape into its envelope and
-/// `parsed`, or returns `None` for the serde path to decide (`parsed` then holds nothing of
-/// use).
+/// Reads `text` as a captured push of the common shape into its envelope and `parsed`, or
+/// returns `None` for the serde path to decide (`parsed` then holds nothing of use).
 pub fn push_frame<'a>(
     text: &'a str,
     parsed: &mut Parsed<'a>,
     orders: &mut KeyOrders,
 ) -> Option<PushFrame<'a>> {
-    parsed.positions.clear();
-    parsed.wallets.clear();
+    parsed.clear();
     let mut c = Cursor::new(text);
     c.orders = orders.clone();
     let mut topic: Option<Option<&'a str>> = None;
-    let mut wallet = false;
+    let mut kind: Option<PushKind> = None;
     let mut id: Option<Option<&'a str>> = None;
     let mut creation: Option<Millis> = None;
-    let mut data: Option<bool> = None;
+    // The kind the elements were read as.
+    let mut data: Option<PushKind> = None;
 
     c.eat(b'{')?;
     if c.peek()? != b'}' {
@@ -209,22 +224,23 @@ pub fn push_frame<'a>(
                     let t = c.scalar()?.str()?;
                     // A control frame or another topic: leave it to the serde path at once.
                     match classify_topic(t?) {
-                        TopicKind::Position { .. } => {}
-                        TopicKind::Wallet => wallet = true,
+                        TopicKind::Push { kind: k, .. } => kind = Some(k),
                         _ => return None,
                     }
                     topic = Some(t);
                 }
                 "id" if id.is_none() => id = Some(c.scalar()?.str()?),
                 "creationTime" if creation.is_none() => creation = Some(c.scalar()?.millis()?),
-                // Data before the topic is read as positions; a wallet topic after it sends
-                // the frame to serde below.
+                // Data before the topic is read as positions; another topic after it sends the
+                // frame to serde below.
                 "data" if data.is_none() => {
-                    data = Some(wallet);
-                    if wallet {
-                        c.elements(&mut parsed.wallets)?;
-                    } else {
-                        c.elements(&mut parsed.positions)?;
+                    let k = kind.unwrap_or(PushKind::Position);
+                    data = Some(k);
+                    match k {
+                        PushKind::Position => c.elements(&mut parsed.positions)?,
+                        PushKind::Wallet => c.elements(&mut parsed.wallets)?,
+                        PushKind::Execution => c.elements(&mut parsed.executions)?,
+                        PushKind::Order => c.elements(&mut parsed.orders)?,
                     }
                 }
                 // Envelope fields this path does not read (`op` and the control answer's
@@ -245,14 +261,18 @@ pub fn push_frame<'a>(
     }
     c.pos += 1;
     c.skip_ws();
-    if c.pos != c.bytes.len() || data != Some(wallet) {
+    if c.pos != c.bytes.len() || data.is_none() || data != kind {
         return None;
     }
     let topic = topic??;
+    let TopicKind::Push { kind, category } = classify_topic(topic) else {
+        return None;
+    };
     *orders = c.orders;
     Some(PushFrame {
         topic,
-        kind: classify_topic(topic),
+        kind,
+        category,
         id: id.flatten(),
         creation_ts: creation?.0?,
     })
@@ -294,7 +314,7 @@ fn string_stop(bytes: &[u8]) -> Option<usize> {
         .map(|i| offset + i)
 }
 
-/// The order of the fields in the last position elements read: `next[i]` is the index of the
+/// The order of the fields in the last objects of a kind read: `next[i]` is the index of the
 /// key that followed key `i` (`next[FIRST]`: the first key). Only a guess to try first; a
 /// wrong one costs one comparison.
 #[derive(Debug, Clone)]
@@ -302,7 +322,9 @@ pub struct KeyOrder {
     next: [u8; FIRST + 1],
 }
 
-/// The slot of `KeyOrder::next` for "before the first key".
+/// The slot of `KeyOrder::next` for "before the first key": past the last key index, as an
+/// object has at most 64 known keys (`object`'s `seen` is a `u64`; the largest, an order,
+/// has 53).
 const FIRST: usize = 64;
 
 impl Default for KeyOrder {
@@ -319,6 +341,8 @@ pub struct KeyOrders {
     pub(crate) position: KeyOrder,
     pub(crate) wallet: KeyOrder,
     pub(crate) coin: KeyOrder,
+    pub(crate) execution: KeyOrder,
+    pub(crate) order: KeyOrder,
 }
 
 /// A position in the frame, and the field orders guessed while reading it.
@@ -328,6 +352,9 @@ pub(crate) struct Cursor<'a> {
     pos: usize,
     orders: KeyOrders,
 }
+
+/// How deep `Cursor::value` follows nested arrays and objects (Bybit's nest one or two).
+const MAX_NESTING: usize = 8;
 
 /// Bytes that end the fast scan of a string: the closing quote, an escape, or a control
 /// character (which JSON forbids inside strings).
@@ -629,6 +656,45 @@ impl<'a> Cursor<'a> {
         self.scalar()?.flag()
     }
 
+    /// A value kept as its exact text (`extraFees`, `cumFeeDetail`); `""` and `null` are NULL.
+    #[inline]
+    pub(crate) fn json(&mut self) -> Option<Json<'a>> {
+        self.peek()?;
+        let start = self.pos;
+        self.value(0)?;
+        Some(Json::from_raw(self.text.get(start..self.pos)?))
+    }
+
+    /// Any value made of what this reader reads (strings without escapes, canonical integers,
+    /// booleans, nulls) in arrays and objects nested at most `MAX_NESTING` deep. Each is valid
+    /// JSON, so serde's raw value takes the same text; anything else (a fraction, an escape,
+    /// deeper nesting) is left to serde.
+    fn value(&mut self, depth: usize) -> Option<()> {
+        match self.peek()? {
+            b'[' if depth < MAX_NESTING => self.array(|c| c.value(depth + 1)),
+            b'{' if depth < MAX_NESTING => {
+                self.pos += 1;
+                if self.peek()? == b'}' {
+                    self.pos += 1;
+                    return Some(());
+                }
+                loop {
+                    self.key()?;
+                    self.value(depth + 1)?;
+                    match self.peek()? {
+                        b',' => self.pos += 1,
+                        b'}' => {
+                            self.pos += 1;
+                            return Some(());
+                        }
+                        _ => return None,
+                    }
+                }
+            }
+            _ => self.scalar().map(drop),
+        }
+    }
+
     /// A decimal: a plain decimal string is read in the same pass that finds its end.
     #[inline(always)]
     pub(crate) fn dec(&mut self) -> Option<Dec> {
@@ -909,6 +975,8 @@ mod tests {
             (&PositionElement::FLAT_KEYS, PositionElement::find_at),
             (&WalletElement::FLAT_KEYS, WalletElement::find_at),
             (&WalletCoin::FLAT_KEYS, WalletCoin::find_at),
+            (&ExecutionElement::FLAT_KEYS, ExecutionElement::find_at),
+            (&OrderElement::FLAT_KEYS, OrderElement::find_at),
         ]
     }
 
@@ -917,6 +985,8 @@ mod tests {
             (&PositionElement::FLAT_KEYS, PositionElement::matches_at),
             (&WalletElement::FLAT_KEYS, WalletElement::matches_at),
             (&WalletCoin::FLAT_KEYS, WalletCoin::matches_at),
+            (&ExecutionElement::FLAT_KEYS, ExecutionElement::matches_at),
+            (&OrderElement::FLAT_KEYS, OrderElement::matches_at),
         ]
     }
 

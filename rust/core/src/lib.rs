@@ -7,8 +7,10 @@ pub mod decimal;
 pub mod decoder;
 pub mod engine;
 pub mod events;
+pub mod execution;
 pub mod fields;
 pub mod flat;
+pub mod order;
 pub mod position;
 pub mod protocol;
 pub mod reject;
@@ -20,5 +22,5 @@ pub use decoder::{
     Decoder, DecoderConfig, FrameOutcome, RestEndpoint, RestError, RestPage, Table,
     DEFAULT_MAX_FRAME_BYTES,
 };
-pub use protocol::ControlFrame;
+pub use protocol::{ControlFrame, PushKind};
 pub use row::Source;

@@ -12,8 +12,21 @@ use crate::fields::{Flag, Millis, Text};
 pub const POSITION_TOPIC: &str = "position";
 /// Wallet pushes: one element per account type, each with a `coin` array.
 pub const WALLET_TOPIC: &str = "wallet";
-/// Private topics Bybit documents that this capture does not decode yet.
-pub const UNCAPTURED_TOPICS: &[&str] = &["execution", "execution.fast", "order", "greeks", "dcp"];
+/// Execution pushes (fills, funding, ADL, liquidation, delivery...): one element per execution.
+pub const EXECUTION_TOPIC: &str = "execution";
+/// Order pushes: one element per version of an order.
+pub const ORDER_TOPIC: &str = "order";
+/// The categories a `<topic>.<category>` name may carry, per captured topic.
+pub const POSITION_CATEGORIES: &[&str] = &["linear", "inverse", "option"];
+pub const EXECUTION_CATEGORIES: &[&str] = &["linear", "inverse", "option", "spot"];
+pub const ORDER_CATEGORIES: &[&str] = EXECUTION_CATEGORIES;
+/// `execution.fast` (and `execution.fast.<category>`): a lower-latency copy of the Trade rows
+/// of `execution`, without fee, execPnl or message id. Deliberately not captured: stored in
+/// `execution_events` its row would be the first arrival of an exec_id, and the full row of
+/// the same fill, arriving later, would be dropped as its duplicate.
+pub const EXECUTION_FAST_TOPIC: &str = "execution.fast";
+/// Private topics Bybit documents that this capture does not decode.
+pub const UNCAPTURED_TOPICS: &[&str] = &[EXECUTION_FAST_TOPIC, "greeks", "dcp"];
 
 /// The text the WebSocket auth signature covers, before the `expires` ms timestamp.
 pub const WS_AUTH_PREFIX: &str = "GET/realtime";
@@ -31,6 +44,11 @@ pub const OP_PONG: &str = "pong";
 /// REST paths read to rebuild an account's state after a (re)connect.
 pub const REST_POSITION_LIST: &str = "/v5/position/list";
 pub const REST_WALLET_BALANCE: &str = "/v5/account/wallet-balance";
+/// REST paths read to backfill the ledger the stream cannot replay (executions and orders of
+/// a gap); their pages have the same `{category, list, nextPageCursor}` shape.
+pub const REST_EXECUTION_LIST: &str = "/v5/execution/list";
+pub const REST_ORDER_HISTORY: &str = "/v5/order/history";
+pub const REST_ORDER_REALTIME: &str = "/v5/order/realtime";
 /// REST signing headers.
 pub const HEADER_API_KEY: &str = "X-BAPI-API-KEY";
 pub const HEADER_TIMESTAMP: &str = "X-BAPI-TIMESTAMP";
@@ -47,38 +65,63 @@ pub const POSITION_SNAPSHOT_QUERIES: &[(&str, Option<&str>)] = &[
     ("option", None),
 ];
 
+/// The kinds of push the capture decodes, each into a table of its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PushKind {
+    Position,
+    Wallet,
+    Execution,
+    Order,
+}
+
 /// What a push's topic is, as far as the capture is concerned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TopicKind<'a> {
-    /// `position` (category in each element) or `position.<category>`.
-    Position {
+    /// A captured topic: the all-in-one name (category in each element) or
+    /// `<topic>.<category>`, whose category stands in for an element's missing one.
+    Push {
+        kind: PushKind,
         category: Option<&'a str>,
     },
-    Wallet,
-    /// A documented private topic without a table yet.
+    /// A documented private topic without a table.
     Uncaptured,
     Unknown,
 }
 
+/// Each captured topic's name, its kind and the categories its per-category names take.
+const CAPTURED: [(&str, PushKind, &[&str]); 4] = [
+    (POSITION_TOPIC, PushKind::Position, POSITION_CATEGORIES),
+    (WALLET_TOPIC, PushKind::Wallet, &[]),
+    (EXECUTION_TOPIC, PushKind::Execution, EXECUTION_CATEGORIES),
+    (ORDER_TOPIC, PushKind::Order, ORDER_CATEGORIES),
+];
+
 pub fn classify_topic(topic: &str) -> TopicKind<'_> {
-    if topic == POSITION_TOPIC {
-        return TopicKind::Position { category: None };
-    }
-    if let Some(category) = topic
-        .strip_prefix(POSITION_TOPIC)
-        .and_then(|rest| rest.strip_prefix('.'))
-    {
-        if matches!(category, "linear" | "inverse" | "option") {
-            return TopicKind::Position {
-                category: Some(category),
+    for (name, kind, categories) in CAPTURED {
+        let Some(rest) = topic.strip_prefix(name) else {
+            continue;
+        };
+        if rest.is_empty() {
+            return TopicKind::Push {
+                kind,
+                category: None,
             };
         }
-        return TopicKind::Unknown;
+        if let Some(category) = rest.strip_prefix('.') {
+            if categories.contains(&category) {
+                return TopicKind::Push {
+                    kind,
+                    category: Some(category),
+                };
+            }
+        }
     }
-    if topic == WALLET_TOPIC {
-        return TopicKind::Wallet;
-    }
-    if UNCAPTURED_TOPICS.contains(&topic) {
+    let fast_category = topic
+        .strip_prefix(EXECUTION_FAST_TOPIC)
+        .and_then(|rest| rest.strip_prefix('.'));
+    if UNCAPTURED_TOPICS.contains(&topic)
+        || fast_category.is_some_and(|c| EXECUTION_CATEGORIES.contains(&c))
+    {
         return TopicKind::Uncaptured;
     }
     TopicKind::Unknown
@@ -150,22 +193,38 @@ impl ControlFrame {
 mod tests {
     use super::*;
 
+    fn push(kind: PushKind, category: Option<&str>) -> TopicKind<'_> {
+        TopicKind::Push { kind, category }
+    }
+
     #[test]
     fn topics() {
-        assert_eq!(
-            classify_topic("position"),
-            TopicKind::Position { category: None }
-        );
+        use PushKind::*;
+        assert_eq!(classify_topic("position"), push(Position, None));
         assert_eq!(
             classify_topic("position.inverse"),
-            TopicKind::Position {
-                category: Some("inverse")
-            }
+            push(Position, Some("inverse"))
         );
         assert_eq!(classify_topic("position.spot"), TopicKind::Unknown);
         assert_eq!(classify_topic("positions"), TopicKind::Unknown);
-        assert_eq!(classify_topic("wallet"), TopicKind::Wallet);
-        assert_eq!(classify_topic("execution"), TopicKind::Uncaptured);
+        assert_eq!(classify_topic("wallet"), push(Wallet, None));
+        assert_eq!(classify_topic("wallet.linear"), TopicKind::Unknown);
+        assert_eq!(classify_topic("execution"), push(Execution, None));
+        assert_eq!(classify_topic("order"), push(Order, None));
+        for category in ["linear", "inverse", "option", "spot"] {
+            let topic = format!("execution.{category}");
+            assert_eq!(classify_topic(&topic), push(Execution, Some(category)));
+            let topic = format!("order.{category}");
+            assert_eq!(classify_topic(&topic), push(Order, Some(category)));
+            let topic = format!("execution.fast.{category}");
+            assert_eq!(classify_topic(&topic), TopicKind::Uncaptured);
+        }
+        assert_eq!(classify_topic("execution.fast"), TopicKind::Uncaptured);
+        assert_eq!(classify_topic("execution.fast.x"), TopicKind::Unknown);
+        assert_eq!(classify_topic("execution.futures"), TopicKind::Unknown);
+        assert_eq!(classify_topic("orders"), TopicKind::Unknown);
+        assert_eq!(classify_topic("order."), TopicKind::Unknown);
+        assert_eq!(classify_topic("greeks"), TopicKind::Uncaptured);
         assert_eq!(classify_topic("tickers.BTCUSDT"), TopicKind::Unknown);
     }
 }

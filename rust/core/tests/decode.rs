@@ -284,7 +284,9 @@ fn hostile_frames_become_rejects_with_reasons() {
         (nested.as_bytes(), "not a valid frame"),
         (huge.as_bytes(), "exceeds the 4096-byte limit"),
         (br#"{"topic":"tickers","creationTime":1,"data":[]}"#, "unknown topic"),
-        (br#"{"topic":"execution","creationTime":1,"data":[]}"#, "not captured"),
+        (br#"{"topic":"execution.fast","creationTime":1,"data":[]}"#, "not captured"),
+        (br#"{"topic":"execution.fast.spot","creationTime":1,"data":[]}"#, "not captured"),
+        (br#"{"topic":"order.futures","creationTime":1,"data":[]}"#, "unknown topic"),
         (br#"{"topic":"position","data":[]}"#, "creationTime"),
         (br#"{"topic":"position","creationTime":1}"#, "data"),
         (br#"{"topic":"position","creationTime":1,"data":{}}"#, "not a valid frame"),
@@ -345,6 +347,8 @@ fn schemas_match_the_batches() {
     let mut decoder = Decoder::default();
     decoder.decode_frame("a", POSITION_PUSH.as_bytes(), LOCAL_TS);
     decoder.decode_frame("a", WALLET_PUSH.as_bytes(), LOCAL_TS);
+    decoder.decode_frame("a", execution_push().as_bytes(), LOCAL_TS);
+    decoder.decode_frame("a", order_push().as_bytes(), LOCAL_TS);
     decoder.decode_frame("a", b"junk", LOCAL_TS);
     decoder.record_event(&ConnectionEvent {
         account_id: "a",
@@ -513,4 +517,279 @@ fn col_res_is_a_status_code_read_from_a_string_or_a_number() {
     );
     assert!(reasons(&mut decoder)[0].contains("coin[].colRes"));
     assert_eq!(decoder.pending(Table::WalletSnapshots), 0);
+}
+
+const EXECUTIONS: &str = include_str!("../../../tests/fixtures/bybit-docs/ws_execution.jsonl");
+const ORDERS: &str = include_str!("../../../tests/fixtures/bybit-docs/ws_order.jsonl");
+
+/// The documented execution push with `extraFees` (2025-06), `feeCurrency` (2025-10) and
+/// `execPnl`.
+fn execution_push() -> &'static str {
+    EXECUTIONS
+        .lines()
+        .find(|l| l.contains(r#""feeCurrency":"USDT""#) && l.contains("XRPUSDT"))
+        .unwrap()
+}
+
+/// The documented option order push with `cumFeeDetail` (2025-10) and `rpiMatchedQty`.
+fn order_push() -> &'static str {
+    ORDERS
+        .lines()
+        .find(|l| l.contains(r#""rpiMatchedQty""#) && l.contains("ETH-30DEC22-1400-C"))
+        .unwrap()
+}
+
+fn micros(batch: &RecordBatch, column: &str, row: usize) -> Option<i64> {
+    let array = batch
+        .column_by_name(column)
+        .unwrap()
+        .as_primitive::<TimestampMicrosecondType>();
+    array.is_valid(row).then(|| array.value(row))
+}
+
+fn flag(batch: &RecordBatch, column: &str, row: usize) -> Option<bool> {
+    let array = batch.column_by_name(column).unwrap().as_boolean();
+    array.is_valid(row).then(|| array.value(row))
+}
+
+fn int32(batch: &RecordBatch, column: &str, row: usize) -> Option<i32> {
+    let array = batch
+        .column_by_name(column)
+        .unwrap()
+        .as_primitive::<Int32Type>();
+    array.is_valid(row).then(|| array.value(row))
+}
+
+#[test]
+fn documented_execution_push_decodes_every_field() {
+    let mut decoder = Decoder::default();
+    let outcome = decoder.decode_frame("acct-1", execution_push().as_bytes(), LOCAL_TS);
+    assert_eq!(
+        outcome,
+        FrameOutcome::Push {
+            table: Table::ExecutionEvents,
+            rows: 1,
+            rejected: 0
+        }
+    );
+    assert_eq!(decoder.recent_execution_ts(5), [1_672_364_174_443_000]);
+    let b = decoder.cut(Table::ExecutionEvents);
+    assert_eq!(
+        decoder.recent_execution_ts(5),
+        [] as [i64; 0],
+        "a cut empties"
+    );
+    let t = |c: &str| text(&b, c, 0);
+    assert_eq!(t("category").as_deref(), Some("linear"));
+    assert_eq!(t("symbol").as_deref(), Some("XRPUSDT"));
+    assert_eq!(
+        t("exec_id").as_deref(),
+        Some("7e2ae69c-4edf-5800-a352-893d52b446aa")
+    );
+    assert_eq!(
+        t("order_id").as_deref(),
+        Some("f6e324ff-99c2-4e89-9739-3086e47f9381")
+    );
+    assert_eq!(t("order_link_id"), None, "\"\" is NULL");
+    assert_eq!(t("side").as_deref(), Some("Sell"));
+    assert_eq!(t("exec_type").as_deref(), Some("Trade"));
+    assert_eq!(decimal(&b, "exec_price", 0), Some(3_374 * E18 / 10_000));
+    assert_eq!(decimal(&b, "exec_qty", 0), Some(25 * E18));
+    assert_eq!(decimal(&b, "exec_value", 0), Some(8_435 * E18 / 1_000));
+    assert_eq!(decimal(&b, "exec_fee", 0), Some(5_061 * E18 / 1_000_000));
+    assert_eq!(decimal(&b, "fee_rate", 0), Some(6 * E18 / 10_000));
+    assert_eq!(decimal(&b, "exec_pnl", 0), Some(0));
+    assert_eq!(decimal(&b, "trade_iv", 0), None);
+    assert_eq!(decimal(&b, "closed_size", 0), Some(25 * E18));
+    assert_eq!(t("fee_currency").as_deref(), Some("USDT"));
+    assert_eq!(
+        t("extra_fees").as_deref(),
+        Some(
+            r#"[{"feeCoin":"USDT","feeType":"GST","subFeeType":"IND_GST","feeRate":"0.0000675","fee":"0.006403779"}]"#
+        ),
+        "the nested value's exact text"
+    );
+    assert_eq!(flag(&b, "is_maker", 0), Some(false));
+    assert_eq!(int32(&b, "is_leverage", 0), Some(0));
+    assert_eq!(t("stop_order_type").as_deref(), Some("UNKNOWN"));
+    assert_eq!(micros(&b, "exchange_ts", 0), Some(1_672_364_174_443_000));
+    assert_eq!(micros(&b, "creation_ts", 0), Some(1_672_364_174_455_000));
+    assert_eq!(micros(&b, "local_ts", 0), Some(LOCAL_TS));
+    assert_eq!(
+        t("message_id").as_deref(),
+        Some("592324803b2785-26fa-4214-9963-bdd4727f07be")
+    );
+    assert_eq!(t("source").as_deref(), Some("ws"));
+    let seq = b.column_by_name("seq").unwrap().as_primitive::<Int64Type>();
+    assert_eq!(seq.value(0), 4_688_002_127);
+    let raw = t("raw_json").unwrap();
+    assert!(execution_push().contains(&raw) && raw.starts_with('{') && raw.ends_with('}'));
+}
+
+#[test]
+fn documented_order_push_decodes_every_field() {
+    let mut decoder = Decoder::default();
+    let outcome = decoder.decode_frame("acct-1", order_push().as_bytes(), LOCAL_TS);
+    assert_eq!(
+        outcome,
+        FrameOutcome::Push {
+            table: Table::OrderEvents,
+            rows: 1,
+            rejected: 0
+        }
+    );
+    let b = decoder.cut(Table::OrderEvents);
+    let t = |c: &str| text(&b, c, 0);
+    assert_eq!(t("category").as_deref(), Some("option"));
+    assert_eq!(t("symbol").as_deref(), Some("ETH-30DEC22-1400-C"));
+    assert_eq!(
+        t("order_id").as_deref(),
+        Some("5cf98598-39a7-459e-97bf-76ca765ee020")
+    );
+    assert_eq!(t("order_status").as_deref(), Some("Filled"));
+    assert_eq!(t("time_in_force").as_deref(), Some("IOC"));
+    assert_eq!(decimal(&b, "price", 0), Some(725 * E18 / 10));
+    assert_eq!(decimal(&b, "leaves_qty", 0), None, "\"\" is NULL, not 0");
+    assert_eq!(
+        decimal(&b, "cum_exec_fee", 0),
+        Some(358_635 * E18 / 1_000_000)
+    );
+    assert_eq!(decimal(&b, "closed_pnl", 0), Some(0));
+    assert_eq!(decimal(&b, "rpi_matched_qty", 0), Some(0));
+    assert_eq!(
+        t("cum_fee_detail").as_deref(),
+        Some(r#"{"MNT":"0.00242968"}"#)
+    );
+    assert_eq!(int32(&b, "position_idx", 0), Some(0));
+    assert_eq!(int32(&b, "trigger_direction", 0), Some(0));
+    let smp = b
+        .column_by_name("smp_group")
+        .unwrap()
+        .as_primitive::<Int64Type>();
+    assert_eq!(smp.value(0), 0);
+    assert_eq!(flag(&b, "reduce_only", 0), Some(false));
+    assert_eq!(flag(&b, "close_on_trigger", 0), Some(false));
+    assert_eq!(flag(&b, "rpi_taker_access", 0), Some(false));
+    assert_eq!(t("tpsl_mode"), None);
+    assert_eq!(t("reject_reason").as_deref(), Some("EC_NoError"));
+    assert_eq!(t("smp_type").as_deref(), Some("None"));
+    assert_eq!(int32(&b, "is_leverage", 0), None, "absent is NULL");
+    assert_eq!(micros(&b, "created_ts", 0), Some(1_672_364_262_444_000));
+    assert_eq!(micros(&b, "exchange_ts", 0), Some(1_672_364_262_457_000));
+    assert_eq!(micros(&b, "creation_ts", 0), Some(1_672_364_262_474_000));
+}
+
+#[test]
+fn execution_and_order_elements_without_what_a_row_needs_are_rejected_alone() {
+    let good =
+        r#"{"category":"spot","symbol":"BTCUSDT","execId":"e1","execTime":"1","execQty":"0.1"}"#;
+    let frame = format!(
+        r#"{{"id":"m","topic":"execution.spot","creationTime":1,"data":[{good},{{"symbol":"X","execTime":"1"}},{{"symbol":"X","execId":"e2"}},{{"execId":"e3","execTime":"1"}},{{"symbol":"X","execId":"e4","execTime":"1","isLeverage":"3000000000"}},{{"symbol":"X","execId":"e5","execTime":"2"}}]}}"#
+    );
+    let mut decoder = Decoder::default();
+    let outcome = decoder.decode_frame("a", frame.as_bytes(), LOCAL_TS);
+    assert_eq!(
+        outcome,
+        FrameOutcome::Push {
+            table: Table::ExecutionEvents,
+            rows: 2,
+            rejected: 4
+        }
+    );
+    let got = reasons(&mut decoder);
+    for (reason, field) in got
+        .iter()
+        .zip(["`execId`", "`execTime`", "`symbol`", "isLeverage"])
+    {
+        assert!(
+            reason.contains(field) && reason.starts_with("execution.spot element"),
+            "{reason}"
+        );
+    }
+    let rows = decoder.cut(Table::ExecutionEvents);
+    // The topic's category stands in for the element's missing one.
+    assert_eq!(text(&rows, "category", 1).as_deref(), Some("spot"));
+    assert_eq!(text(&rows, "exec_id", 1).as_deref(), Some("e5"));
+
+    let frame = r#"{"id":"m","topic":"order","creationTime":1,"data":[{"category":"linear","symbol":"X","updatedTime":"1"},{"category":"linear","symbol":"X","orderId":"o"},{"symbol":"X","orderId":"o","updatedTime":"1"},{"category":"linear","symbol":"X","orderId":"o","updatedTime":"1","tpSlMode":"Partial"}]}"#;
+    let outcome = decoder.decode_frame("a", frame.as_bytes(), LOCAL_TS);
+    assert_eq!(
+        outcome,
+        FrameOutcome::Push {
+            table: Table::OrderEvents,
+            rows: 1,
+            rejected: 3
+        }
+    );
+    let got = reasons(&mut decoder);
+    for (reason, field) in got.iter().zip(["`orderId`", "`updatedTime`", "`category`"]) {
+        assert!(reason.contains(field), "{reason}");
+    }
+    let rows = decoder.cut(Table::OrderEvents);
+    assert_eq!(text(&rows, "tpsl_mode", 0).as_deref(), Some("Partial"));
+}
+
+/// Every revision of the execution and open-order REST examples decodes without a reject,
+/// into the tables pushes fill, the page's category standing in for the elements'.
+#[test]
+fn bybit_docs_execution_and_order_pages_decode_without_rejects() {
+    let files = [
+        (
+            RestEndpoint::ExecutionList,
+            Table::ExecutionEvents,
+            include_str!("../../../tests/fixtures/bybit-docs/rest_execution_list.jsonl"),
+        ),
+        (
+            RestEndpoint::OrderRealtime,
+            Table::OrderEvents,
+            include_str!("../../../tests/fixtures/bybit-docs/rest_order_realtime.jsonl"),
+        ),
+    ];
+    let mut decoder = Decoder::default();
+    for (endpoint, table, file) in files {
+        assert_eq!(endpoint.table(), table);
+        assert_eq!(RestEndpoint::from_path(endpoint.path()), Some(endpoint));
+        for line in file.lines() {
+            let page = decoder
+                .decode_rest("a", endpoint, line.as_bytes(), LOCAL_TS)
+                .unwrap_or_else(|e| panic!("{e}: {line}"));
+            assert_eq!(page.rejected, 0, "{line}");
+            assert!(page.rows > 0 && page.next_cursor.is_some(), "{line}");
+            if endpoint == RestEndpoint::ExecutionList {
+                assert_eq!(decoder.recent_execution_ts(page.rows).len(), page.rows);
+            }
+            let rows = decoder.cut(table);
+            assert_eq!(rows.num_rows(), page.rows);
+            for i in 0..rows.num_rows() {
+                assert_eq!(text(&rows, "source", i).as_deref(), Some("rest"));
+                assert!(text(&rows, "category", i).is_some());
+                assert_eq!(
+                    text(&rows, "message_id", i),
+                    Some(rest_message_id(line.as_bytes()))
+                );
+            }
+        }
+    }
+    assert_eq!(decoder.pending(Table::Rejects), 0);
+    assert_eq!(RestEndpoint::OrderHistory.path(), "/v5/order/history");
+    assert_eq!(RestEndpoint::OrderHistory.table(), Table::OrderEvents);
+    assert_eq!(RestEndpoint::from_path("/v5/order/list"), None);
+}
+
+#[test]
+fn recent_execution_ts_lends_the_last_rows_times_oldest_first() {
+    let mut decoder = Decoder::default();
+    let element = |id: u32, ms: u64| {
+        format!(r#"{{"category":"linear","symbol":"X","execId":"e{id}","execTime":"{ms}"}}"#)
+    };
+    for (id, ms) in [(1, 10), (2, 30), (3, 20)] {
+        let frame = format!(
+            r#"{{"topic":"execution","creationTime":1,"data":[{}]}}"#,
+            element(id, ms)
+        );
+        decoder.decode_frame("a", frame.as_bytes(), LOCAL_TS);
+    }
+    assert_eq!(decoder.recent_execution_ts(2), [30_000, 20_000]);
+    assert_eq!(decoder.recent_execution_ts(9), [10_000, 30_000, 20_000]);
+    assert_eq!(decoder.recent_execution_ts(0), [] as [i64; 0]);
 }

@@ -79,9 +79,10 @@ fn decode<'py>(
     Ok(out)
 }
 
-/// Decodes one page of a REST state read (`endpoint`: `/v5/position/list` or
-/// `/v5/account/wallet-balance`) into `{table name: pyarrow.RecordBatch}`, rows with
-/// `source = 'rest'`, as the engine's resync does. An error answer (`retCode` other than 0)
+/// Decodes one page of a REST read (`endpoint`: `/v5/position/list`,
+/// `/v5/account/wallet-balance`, `/v5/execution/list`, `/v5/order/history` or
+/// `/v5/order/realtime`) into `{table name: pyarrow.RecordBatch}`, rows with
+/// `source = 'rest'`, as the engine's resync and backfill do. An error answer (`retCode` other than 0)
 /// or an unreadable one raises `ValueError` and adds nothing; bad elements of a good answer go
 /// to `rejects`. For tests and tools: the engine reads its pages itself.
 #[pyfunction]
@@ -94,10 +95,8 @@ fn decode_rest<'py>(
     received_at_us: i64,
     keep_raw: bool,
 ) -> PyResult<Bound<'py, PyDict>> {
-    let endpoint = [RestEndpoint::PositionList, RestEndpoint::WalletBalance]
-        .into_iter()
-        .find(|e| e.path() == endpoint)
-        .ok_or_else(|| PyValueError::new_err(format!("not a REST state read: {endpoint:?}")))?;
+    let endpoint = RestEndpoint::from_path(endpoint)
+        .ok_or_else(|| PyValueError::new_err(format!("not a REST read: {endpoint:?}")))?;
     let mut decoder = Decoder::new(DecoderConfig {
         keep_raw,
         ..DecoderConfig::default()

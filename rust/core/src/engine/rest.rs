@@ -250,7 +250,7 @@ impl RestClient {
                 let page = d.decode_rest(&account.id, endpoint, &body, now_us())?;
                 let keys = match endpoint {
                     RestEndpoint::PositionList => d.recent_position_keys(page.rows),
-                    RestEndpoint::WalletBalance => Vec::new(),
+                    _ => Vec::new(),
                 };
                 Ok((page, keys))
             });
