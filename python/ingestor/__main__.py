@@ -1,10 +1,12 @@
 """`ingestor` (the console script) or `python -m ingestor`: capture (the default), or `query`,
-`check` or `compact` a store. Both spellings take the same arguments.
+`report`, `check` or `compact` a store. Both spellings take the same arguments.
 
 ingestor --accounts accounts.yaml [--sink duckdb] [--store PATH] [--duration S]
          [--metrics-port N] [--no-check]
 ingestor query latest-positions|latest-wallets|gaps|"SQL" --store PATH
          [--format table|csv|json|parquet] [--output FILE] [--limit N]
+ingestor report --store PATH [--sink KIND] [--from T] [--to T] [--accounts a,b,...]
+         [--out report.html]   (one self-contained HTML file: charts and totals)
 ingestor check --accounts accounts.yaml   (pre-flight: auth and key rights)
 ingestor compact --store ROOT [--date D] [--table T] [--target-mb N]   (Parquet)
 ingestor --version
@@ -52,8 +54,8 @@ def capture_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=prog,
         description="Capture Bybit V5 private streams into DuckDB, Parquet or DuckLake.",
-        epilog=f"Other commands: `{prog} query --help`, `{prog} check --help`, "
-        f"`{prog} compact --help`.",
+        epilog=f"Other commands: `{prog} query --help`, `{prog} report --help`, "
+        f"`{prog} check --help`, `{prog} compact --help`.",
     )
     parser.add_argument("--version", action="version", version=f"ingestor {version()}")
     parser.add_argument("--accounts", required=True, type=Path, help="accounts.yaml")
@@ -227,6 +229,10 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "query":
         return run_query(argv[1:])
+    if argv and argv[0] == "report":
+        from ingestor.report import run_report
+
+        return run_report(argv[1:])
     if argv and argv[0] == "check":
         from ingestor.check import run_check
 
