@@ -942,6 +942,73 @@ def report(args, builds, results, notes, state, took, version) -> str:
     return "\n".join(lines) + "\n"
 
 
+def cached_folder(cache: Path, label: str) -> Path | None:
+    """The cached store of a size as it is, whatever code built it: `--report` times a
+    reader, and must neither rebuild a store nor remove one another run is reading."""
+    found = sorted(f for f in cache.glob(f"{label}-g*") if (f / "build.json").exists())
+    return found[-1] if found else None
+
+
+def report_timing(cache: Path, labels: list[str], out: Path) -> None:
+    """`--report`: `ingestor report`'s queries and its HTML on the cached stores (1,000
+    accounts, a month), each query timed, then the render; one cold run per store (what an
+    analyst waits for), the HTML written to a temporary folder. Writes `out`."""
+    import tempfile
+
+    from ingestor import report
+
+    lines = [
+        "## `ingestor report` on the query benchmark's stores",
+        "",
+        f"`.venv/bin/python benches/bench_queries.py --report --sizes {','.join(labels)}` on "
+        f"{os.cpu_count()} shared cores ({cpu_model()}), "
+        f"{time.strftime('%Y-%m-%d', time.gmtime())}, DuckDB {duckdb.__version__}, code "
+        f"{code_version()}. The whole range of each store (a month), every account: one run, "
+        "cold (a new read-only connection), wall time. The stores are `make bench-queries`' "
+        "cached ones (no ledger tables: made before them, so the ledger's sections say so).",
+        "",
+    ]
+    for label in labels:
+        folder = cached_folder(cache, label)
+        if folder is None:
+            lines += [f"{label}: no cached store under {cache} (run `make bench-queries`).", ""]
+            continue
+        print(f"{label}: report of {folder}", flush=True)
+        began = time.perf_counter()
+        with open_reader("duckdb", folder / "store.duckdb") as con:
+            answered = report.gather(con)
+        queried = time.perf_counter() - began
+        with tempfile.TemporaryDirectory() as tmp:
+            html = Path(tmp) / "report.html"
+            began = time.perf_counter()
+            report.write(answered, html)
+            rendered = time.perf_counter() - began
+            size = html.stat().st_size
+        total = queried + rendered
+        lines += [
+            f"### {label} ({folder.name}): {total:.1f} s in all "
+            f"({'under' if total < 60 else 'over'} the minute)",
+            "",
+            f"{len(answered.accounts):,} accounts, {answered.start:%Y-%m-%d %H:%M} to "
+            f"{answered.stop:%Y-%m-%d %H:%M} UTC, equity every "
+            f"{report.step_text(answered.step)}; the HTML {size / 2**20:.1f} MiB, rendered in "
+            f"{rendered:.1f} s.",
+            "",
+            "| query | rows | s |",
+            "|---|---:|---:|",
+            *(
+                f"| {name} | {len(answered.answers[name]):,} | {took:.2f} |"
+                for name, took in answered.timings.items()
+            ),
+            "",
+        ]
+        print(f"{label}: {queried:.1f} s of queries, {rendered:.1f} s render", flush=True)
+    text = "\n".join(lines)
+    print(text)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="10M,100M", help="position rows per store, e.g. 1M")
@@ -956,7 +1023,16 @@ def main() -> None:
     parser.add_argument("--state-size", default="1M", help="the state cost's store (positions)")
     parser.add_argument("--state-rounds", type=int, default=2)
     parser.add_argument("--out", type=Path, default=ROOT / "benches" / "results" / "queries.md")
+    parser.add_argument(
+        "--report",
+        action="store_true",
+        help="time only `ingestor report` on the cached stores; writes benches/results/report.md",
+    )
     args = parser.parse_args()
+    if args.report:
+        labels = [s.strip() for s in args.sizes.split(",") if s.strip()]
+        report_timing(args.cache, labels, ROOT / "benches" / "results" / "report.md")
+        return
     started = time.perf_counter()
     labels = [s.strip() for s in args.sizes.split(",") if s.strip()]
     builds: dict[str, Build] = {}
