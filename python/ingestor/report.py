@@ -249,7 +249,7 @@ def equity_figures(report: Report, shown: list[str]) -> list:
             y=[box_total[t] for t in sorted(box_total)],
             mode="lines",
             name="box total",
-            line={"color": "#264653", "width": 2},
+            line={"color": "#1f77b4", "width": 2},
         )
     )
     _layout(box, f"Equity, the box's total (USD, every {step_text(report.step)})", 320)
@@ -417,7 +417,7 @@ def coverage_figure(report: Report):
     _layout(
         fig,
         "Coverage: captured time, gaps, backfills",
-        150 + (22 if accounts <= 100 else 3) * max(accounts, 1),
+        200 + (22 if accounts <= 100 else 3) * max(accounts, 1),
         barmode="overlay",
     )
     fig.update_xaxes(type="date", range=[plot_time(report.start), plot_time(report.stop)])
@@ -439,11 +439,13 @@ def health_figures(report: Report) -> list:
     )
     _layout(fig_rejects, "Rejected frames by reason", 320)
     over_time = report.rows("reconnects_over_time")
+    # Markers, not bars: a step's bar is a pixel wide on a month's axis.
     fig_reconnects = go.Figure(
-        go.Bar(
+        go.Scatter(
             x=[plot_time(r["bucket"]) for r in over_time],
             y=[r["reconnects"] for r in over_time],
-            marker_color="#264653",
+            mode="markers",
+            marker={"color": "#0f9d58", "size": 10},
             name="reconnects",
         )
     )
