@@ -55,7 +55,9 @@ bench-writer: build
 
 # The shipped queries against plain SQL over the raw history, on stores of 10M and 100M
 # position rows built through the store's write path and cached in benches/.cache/queries;
-# writes benches/results/queries.md and .json. `--sizes 1M` for a quick check.
+# writes benches/results/queries.md and .json, then times `ingestor report` on the same stores
+# (benches/results/report.md; `bench_queries.py --report` does that alone). `--sizes 1M` for a
+# quick check.
 bench-queries: build
 	$(PY) benches/bench_queries.py
 
@@ -70,13 +72,16 @@ bench-e2e: build $(VENV)/.bench-deps
 bench: bench-decode bench-engine bench-writer bench-e2e
 
 # The demo: 50 simulated accounts on the built-in exchange for 30 s (Ctrl-C stops sooner and
-# still drains), then the latest positions and balances. Files land in ./run/.
+# still drains), then the latest positions and balances, and the report (run/report.html, its
+# path printed). Files land in ./run/.
 run: build
-	mkdir -p run && rm -rf run/capture.duckdb run/capture.hot run/capture.spool run/truth.json
+	mkdir -p run && rm -rf run/capture.duckdb run/capture.hot run/capture.spool run/truth.json \
+		run/report.html
 	cd run && ../$(PY) -m ingestor --accounts ../examples/sim.yaml --duration 30 \
 		--store capture.duckdb; \
 	../$(PY) -m ingestor query latest-positions --store capture.duckdb --limit 40; \
-	../$(PY) -m ingestor query latest-wallets --store capture.duckdb --limit 40
+	../$(PY) -m ingestor query latest-wallets --store capture.duckdb --limit 40; \
+	../$(PY) -m ingestor report --store capture.duckdb --out report.html
 
 clean:
 	rm -rf $(VENV) target run python/ingestor/_core*.so

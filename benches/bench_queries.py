@@ -1090,6 +1090,8 @@ def main() -> None:
         "notes": notes,
     }
     args.out.with_suffix(".json").write_text(json.dumps(raw, indent=1) + "\n")
+    # The report an analyst opens, on the same stores (benches/results/report.md).
+    report_timing(args.cache, labels, ROOT / "benches" / "results" / "report.md")
 
 
 if __name__ == "__main__":
