@@ -35,9 +35,11 @@ def test_capture_with_faults_equals_the_truth(tmp_path, sink):
     unknown = sum(truth["faults"]["unknown_topic"].values())
     assert broken and unknown
     (rejected,) = run.query("SELECT count(*) FROM rejects")[0]
-    assert rejected == broken + unknown
     drops = truth["faults"]["drop"]
     assert sum(drops.values()) > 0
+    # A dropped connection is a TCP reset, which discards what the client had not read yet:
+    # a bad frame sent just before it is never received (at most about one per drop).
+    assert broken + unknown - sum(drops.values()) <= rejected <= broken + unknown
     lost = dict(
         run.query(
             "SELECT account_id, count(*) FROM connection_events "

@@ -35,8 +35,11 @@ class Collector:
     """Holds the private streams of many accounts; hands out decoded Arrow batches.
 
     Each account is a dict: id, ws_url, api_key, api_secret (required), rest_url (enables the
-    REST resync), topics (default ["position", "wallet"]), categories (default linear,
-    inverse, option), account_types (default ["UNIFIED"]).
+    REST resync and the ledger backfill), topics (default ["position", "wallet", "execution",
+    "order"]), categories (default linear, inverse, option), account_types (default
+    ["UNIFIED"]), open_positions (the store's, for the first resync) and ledger_complete_ms
+    (up to when the store holds the ledger: where the first backfill starts; None reads
+    `backfill_depth` seconds back).
     """
 
     def __init__(
@@ -58,6 +61,9 @@ class Collector:
         connect_burst: int = 25,
         rest_timeout: float = 10.0,
         rest_attempts: int = 3,
+        rest_budget: int = 500,
+        rest_window: float = 5.0,
+        backfill_depth: float = 604_800.0,
         keep_raw: bool = True,
         max_frame_bytes: int = ...,
         ca_file: str | None = None,

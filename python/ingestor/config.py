@@ -30,7 +30,19 @@ TOPICS = (
     "position.inverse",
     "position.option",
     "wallet",
+    "execution",
+    "execution.linear",
+    "execution.inverse",
+    "execution.option",
+    "execution.spot",
+    "order",
+    "order.linear",
+    "order.inverse",
+    "order.option",
+    "order.spot",
 )
+#: What an account subscribes to unless it says: its state and its whole ledger.
+DEFAULT_TOPICS = ("position", "wallet", "execution", "order")
 CATEGORIES = ("linear", "inverse", "option")
 DEFAULT_STORE = {"duckdb": "capture.duckdb", "parquet": "capture", "ducklake": "capture.lake"}
 
@@ -80,7 +92,7 @@ class Account:
     rest_url: str | None
     api_key: Secret
     api_secret: Secret
-    topics: tuple[str, ...] = ("position", "wallet")
+    topics: tuple[str, ...] = DEFAULT_TOPICS
     categories: tuple[str, ...] = CATEGORIES
     account_types: tuple[str, ...] = ("UNIFIED",)
 
@@ -333,7 +345,7 @@ def _account(reader: _Reader, raw: Any, index: int) -> Account:
     else:
         api_key = reader.secret(raw, "api_key", f"{where}.api_key", simulated)
         api_secret = reader.secret(raw, "api_secret", f"{where}.api_secret", simulated)
-    topics = _strings(reader, raw, "topics", f"{where}.topics", TOPICS, ("position", "wallet"))
+    topics = _strings(reader, raw, "topics", f"{where}.topics", TOPICS, DEFAULT_TOPICS)
     return Account(
         id=account_id,
         environment=environment,
@@ -476,6 +488,13 @@ ENGINE_SETTINGS = {
     "connect_burst": int,
     "rest_timeout": float,
     "rest_attempts": int,
+    #: REST requests per `rest_window` for the whole box (every collector's share of it):
+    #: Bybit allows an IP 600 per 5 s and bans it for 10 minutes past that.
+    "rest_budget": int,
+    "rest_window": float,
+    #: How far back a first start reads each account's executions and orders (s; Bybit
+    #: keeps 2 years).
+    "backfill_depth": float,
     "max_frame_bytes": int,
     "worker_threads": int,
     #: PEM certificates trusted besides the built-in web roots (a private CA in front of a

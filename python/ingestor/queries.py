@@ -15,7 +15,15 @@ import pyarrow as pa
 from ingestor.decode import schemas
 
 #: The order tables are created and written in.
-TABLES = ("position_snapshots", "wallet_snapshots", "rejects", "connection_events")
+TABLES = (
+    "position_snapshots",
+    "wallet_snapshots",
+    "execution_events",
+    "order_events",
+    "ledger_gaps",
+    "rejects",
+    "connection_events",
+)
 
 
 #: Natural keys: a row delivered twice must not be stored twice. The exchange replays pushes
@@ -54,6 +62,18 @@ DEDUP: dict[str, Dedup] = {
         "creation_ts",
         by_message=True,
     ),
+    # An execution is one per account and execId, however it came: twice on the stream, from
+    # the stream and a REST backfill, or from two overlapping backfills. Its execTime is the
+    # same every way, so the range column narrows the anti-join to the batch's time span.
+    "execution_events": Dedup(("account_id", "exec_id"), "exchange_ts"),
+    # An order version: Bybit's double `Filled` (a cancel racing a fill) carries the same
+    # status, time and quantities twice and is one row.
+    "order_events": Dedup(
+        ("account_id", "order_id", "order_status", "exchange_ts", "cum_exec_qty", "leaves_qty"),
+        "exchange_ts",
+    ),
+    # A window the ledger cannot be complete in, found by one backfill of one kind.
+    "ledger_gaps": Dedup(("account_id", "kind", "start_ts", "end_ts", "reason"), "local_ts"),
     # An event is taken at a µs clock per account: two at the same instant of the same kind
     # are one event delivered twice.
     "connection_events": Dedup(
@@ -419,8 +439,116 @@ GAPS_VIEW: list[str] = [
     """,
 ]
 
+# --- The ledger: executions and order versions ----------------------------------------------
+
+ORDER_KEY = "account_id, order_id"
+#: An order's versions newest first: the exchange's updated time; at one instant the version
+#: that has filled more, then a final one (a cancel racing a fill can give a `Cancelled` and a
+#: `Filled` one millisecond), then our arrival.
+ORDER_ORDER = (
+    "exchange_ts DESC, cum_exec_qty DESC NULLS LAST, "
+    "order_status IN ('Filled', 'Cancelled', 'PartiallyFilledCanceled', 'Rejected', "
+    "'Deactivated') DESC, local_ts DESC"
+)
+#: The statuses of an order still working on the book (or waiting for its trigger).
+OPEN_ORDER_STATUSES = "('New', 'PartiallyFilled', 'Untriggered', 'Triggered')"
+#: Executions that trade a quantity at a price: `fills` and `pnl_daily`'s volume. Funding,
+#: Delivery and Settle move money (their execPnl counts as realised PnL) but are no trade.
+FILL_TYPES = "('Trade', 'AdlTrade', 'BustTrade', 'BlockTrade', 'MovePosition', 'FutureSpread')"
+#: The coin an execution's PnL, fee and funding are paid in, from Bybit's symbol names: an
+#: inverse contract settles in its base coin (BTCUSD, BTCUSDH26: BTC), a linear one in USDT
+#: (BTCUSDT, BTCUSDT-26DEC26) or USDC (BTCPERP, BTC-26DEC26, BTCUSDC); else (spot) the
+#: execution's own feeCurrency.
+SETTLE_COIN = """CASE
+        WHEN category = 'inverse' THEN regexp_extract(symbol, '^([A-Z0-9]+?)USD', 1)
+        WHEN category = 'linear' AND regexp_matches(symbol, 'USDT(-|$)') THEN 'USDT'
+        WHEN category IN ('linear', 'option') THEN 'USDC'
+        ELSE fee_currency
+    END"""
+
+#: The ledger's views, by their definitions over the history (each order's versions are few:
+#: `latest_orders` costs what the orders cost).
+LEDGER_VIEWS: list[str] = [
+    f"""
+    CREATE OR REPLACE VIEW latest_orders AS
+    SELECT * FROM order_events
+    QUALIFY row_number() OVER (PARTITION BY {ORDER_KEY} ORDER BY {ORDER_ORDER}) = 1
+    """,
+    f"""
+    CREATE OR REPLACE VIEW fills AS
+    SELECT * FROM execution_events WHERE exec_type IN {FILL_TYPES}
+    """,
+    "CREATE OR REPLACE VIEW funding AS SELECT * FROM execution_events WHERE exec_type = 'Funding'",
+    # Per account, symbol and UTC day. Signs as Bybit's: a fee (and a funding fee) is paid when
+    # positive, received when negative; so the day's net is realised PnL - fees - funding,
+    # what the wallet balance moved by (`ledger_tieout`).
+    f"""
+    CREATE OR REPLACE VIEW pnl_daily AS
+    SELECT account_id, category, symbol, ({SETTLE_COIN}) AS coin,
+           (exchange_ts AT TIME ZONE 'UTC')::DATE AS day,
+           coalesce(sum(exec_pnl) FILTER (WHERE exec_type <> 'Funding'), 0) AS realised_pnl,
+           coalesce(sum(exec_fee) FILTER (WHERE exec_type <> 'Funding'), 0) AS fees,
+           coalesce(sum(exec_fee) FILTER (WHERE exec_type = 'Funding'), 0) AS funding,
+           realised_pnl - fees - funding AS net_pnl,
+           coalesce(sum(exec_value) FILTER (WHERE exec_type IN {FILL_TYPES}), 0) AS volume,
+           count(*) FILTER (WHERE exec_type IN {FILL_TYPES}) AS fills
+    FROM execution_events
+    GROUP BY ALL
+    ORDER BY account_id, day, category, symbol
+    """,
+]
+
+#: The ledger's table macros (state at an instant, and the tie-out of executions against
+#: balances), the same for every store kind.
+LEDGER_MACROS: list[str] = [
+    f"""
+    CREATE OR REPLACE MACRO open_orders_asof(instant) AS TABLE
+    SELECT * FROM (
+        SELECT * FROM order_events WHERE exchange_ts <= instant
+        QUALIFY row_number() OVER (PARTITION BY {ORDER_KEY} ORDER BY {ORDER_ORDER}) = 1
+    )
+    WHERE order_status IN {OPEN_ORDER_STATUSES}
+    """,
+    # Per account, account type and coin: how the wallet balance moved from `start_ts` to
+    # `stop_ts` (each instant's `wallets_asof`) against what the executions of (start, stop]
+    # say it moved by. `difference` is 0 when the ledger is complete: a missing execution, a
+    # fee taken as a rate or a dropped funding row shows there. A wallet row's time is when the
+    # exchange sent it and an execution's when it happened, so an execution is in a balance
+    # stamped at or after it.
+    f"""
+    CREATE OR REPLACE MACRO ledger_tieout(start_ts, stop_ts) AS TABLE
+    WITH w0 AS (SELECT account_id, account_type, coin, wallet_balance
+                FROM wallets_asof(start_ts)),
+    w1 AS (SELECT account_id, account_type, coin, wallet_balance FROM wallets_asof(stop_ts)),
+    x AS (
+        SELECT account_id, ({SETTLE_COIN}) AS coin,
+               coalesce(sum(exec_pnl) FILTER (WHERE exec_type <> 'Funding'), 0) AS realised_pnl,
+               coalesce(sum(exec_fee) FILTER (WHERE exec_type <> 'Funding'), 0) AS fees,
+               coalesce(sum(exec_fee) FILTER (WHERE exec_type = 'Funding'), 0) AS funding,
+               count(*) AS executions
+        FROM execution_events
+        WHERE exchange_ts > start_ts AND exchange_ts <= stop_ts
+        GROUP BY ALL
+    )
+    SELECT *, balance_change - (realised_pnl - fees - funding) AS difference FROM (
+        SELECT w1.account_id, w1.account_type, w1.coin,
+               w0.wallet_balance AS start_balance, w1.wallet_balance AS stop_balance,
+               w1.wallet_balance - coalesce(w0.wallet_balance, 0) AS balance_change,
+               coalesce(x.realised_pnl, 0) AS realised_pnl, coalesce(x.fees, 0) AS fees,
+               coalesce(x.funding, 0) AS funding, coalesce(x.executions, 0) AS executions
+        FROM w1
+        LEFT JOIN w0 USING (account_id, account_type, coin)
+        LEFT JOIN x ON x.account_id = w1.account_id AND x.coin = w1.coin
+    )
+    ORDER BY account_id, account_type, coin
+    """,
+]
+
+#: Views every store derives from its tables, whatever keeps the state.
+DERIVED_VIEWS: list[str] = GAPS_VIEW + LEDGER_VIEWS
+
 #: Views stored with the tables (a DuckLake catalog keeps them too), by their definitions.
-STORED_VIEWS: list[str] = DEFINED_LATEST + GAPS_VIEW
+STORED_VIEWS: list[str] = DEFINED_LATEST + DERIVED_VIEWS
 
 
 #: Where a store keeps the state, `latest_*` read it instead of their definitions (which a
@@ -429,7 +557,7 @@ STATE_VIEWS: list[str] = [
     f"CREATE OR REPLACE VIEW {s.view} AS SELECT * FROM {s.table}" for s in STATES
 ]
 #: The views of a store that keeps the state.
-STATE_STORED_VIEWS: list[str] = STATE_VIEWS + GAPS_VIEW
+STATE_STORED_VIEWS: list[str] = STATE_VIEWS + DERIVED_VIEWS
 
 
 # --- The DuckDB file's hot tier (sinks/hot_tier.py) --------------------------------------------
@@ -598,8 +726,12 @@ def _wallets_every(checkpoints: bool) -> str:
     """
 
 
-_STATE_MACROS: list[str] = [_asof_from_checkpoints(s) for s in STATES] + [_wallets_every(True)]
-_DEFINED_MACROS: list[str] = [*_MACROS, _wallets_every(False)]
+_STATE_MACROS: list[str] = [
+    *(_asof_from_checkpoints(s) for s in STATES),
+    _wallets_every(True),
+    *LEDGER_MACROS,
+]
+_DEFINED_MACROS: list[str] = [*_MACROS, _wallets_every(False), *LEDGER_MACROS]
 
 #: Everything a store ships: views and table macros.
 VIEWS: list[str] = STORED_VIEWS + macros()
@@ -683,9 +815,45 @@ LAST_RECORDS = """
         UNION ALL
         SELECT account_id, max(local_ts), NULL, NULL FROM wallet_snapshots GROUP BY account_id
         UNION ALL
+        SELECT account_id, max(local_ts), NULL, NULL FROM execution_events GROUP BY account_id
+        UNION ALL
+        SELECT account_id, max(local_ts), NULL, NULL FROM order_events GROUP BY account_id
+        UNION ALL
         SELECT account_id, max(local_ts), NULL, NULL FROM rejects GROUP BY account_id
     )
     GROUP BY account_id
+"""
+
+#: How far before the store's last record of an account a restart takes its ledger to be
+#: complete: rows in flight when a service was killed (in a collector, the relay, a writer
+#: waiting on a failing store) were taken at most about this long before the newest row
+#: committed. Reading 5 more minutes is one request per category; missing them is a hole.
+IN_FLIGHT_MARGIN_S = 300
+
+#: Per account, up to when the store holds its ledger complete (epoch ms), for a restart's
+#: backfill (see engine/ledger.rs): the ledger is complete up to the loss of the connection
+#: whose backfill last succeeded (`backfilled`; a backfill is cut off with its connection, so
+#: that loss is the first `disconnected` after it, a clean stop's or a downtime record's), and
+#: never later than the last record less `IN_FLIGHT_MARGIN_S`. An account that never
+#: finished a backfill is absent: a first start, read the configured depth back.
+LEDGER_COMPLETE = f"""
+    WITH backfilled AS (
+        SELECT account_id, max(local_ts) AS ts FROM connection_events
+        WHERE event = 'backfilled' GROUP BY account_id
+    ),
+    lost AS (
+        SELECT e.account_id, min(e.local_ts) AS ts
+        FROM connection_events e JOIN backfilled b USING (account_id)
+        WHERE e.event = 'disconnected' AND e.local_ts > b.ts
+        GROUP BY e.account_id
+    ),
+    last_record AS (SELECT account_id, make_timestamptz(last_us) AS ts FROM ({LAST_RECORDS}))
+    SELECT b.account_id,
+           epoch_ms(least(coalesce(l.ts, 'infinity'::TIMESTAMPTZ),
+                          r.ts - INTERVAL {IN_FLIGHT_MARGIN_S} SECOND))
+    FROM backfilled b
+    JOIN last_record r USING (account_id)
+    LEFT JOIN lost l USING (account_id)
 """
 
 #: The queries `ingestor query NAME` runs: NAME -> (the line `query --help` shows, the SQL).
@@ -709,6 +877,22 @@ NAMED_QUERIES: dict[str, tuple[str, str]] = {
     "gaps": (
         "every gap in the record: from a drop until subscribed again",
         "SELECT * FROM gaps",
+    ),
+    "latest-orders": (
+        "each order's latest version: status, price, quantities filled and left",
+        """
+        SELECT account_id, category, symbol, order_id, side, order_type, order_status, price,
+               qty, cum_exec_qty, leaves_qty, avg_price, exchange_ts, source
+        FROM latest_orders ORDER BY account_id, exchange_ts, order_id
+        """,
+    ),
+    "pnl-daily": (
+        "per account, symbol and UTC day: realised PnL, fees, funding, net, volume, fills",
+        "SELECT * FROM pnl_daily",
+    ),
+    "ledger-gaps": (
+        "every window the ledger may be missing rows in, and why",
+        "SELECT * FROM ledger_gaps ORDER BY account_id, kind, start_ts",
     ),
 }
 

@@ -20,8 +20,17 @@ log = logging.getLogger("ingestor.collector")
 STATS_EVERY = 1.0
 
 
+#: The box's REST requests per `rest_window` (5 s) unless the file says: Bybit bans an IP
+#: past 600; the rest is margin for whatever else on the box calls the API.
+REST_BUDGET = 500
+#: The box's new connections per `connect_window` (300 s) unless the file says (Bybit: ~500).
+CONNECT_BUDGET = 500
+
+
 def engine_options(settings: Settings, collectors: int = 1) -> dict[str, Any]:
-    return {
+    """The engine's options for one of `collectors` collectors: the box-wide budgets (the
+    exchange limits an IP, not a process) divided among them."""
+    options = {
         "batch_size": settings.batch_size,
         "flush_interval": settings.flush_interval,
         "max_pending_rows": settings.max_pending_rows,
@@ -29,6 +38,9 @@ def engine_options(settings: Settings, collectors: int = 1) -> dict[str, Any]:
         "keep_raw": settings.raw_json,
         **settings.engine,
     }
+    for name, box in (("rest_budget", REST_BUDGET), ("connect_budget", CONNECT_BUDGET)):
+        options[name] = max(1, int(options.get(name, box)) // collectors)
+    return options
 
 
 def report_changes(previous: dict[str, dict], stats: list[dict]) -> None:

@@ -48,11 +48,19 @@ WRITER_STALL_S = 60.0
 OPEN_POSITIONS_WAIT_S = 5.0
 
 
-def open_positions(
-    settings: Settings, wait_s: float = 0.0
-) -> dict[str, list[tuple[str, str, int]]]:
-    """Positions the store saw open, for a (re)started collector's first resync."""
-    return sinks.open_positions(settings.sink.kind, settings.sink.path, wait_s=wait_s)
+#: What a (re)started collector is told of each account from the store: the positions it saw
+#: open (for the first resync) and up to when it holds the ledger (where the backfill starts).
+Remembered = dict[str, dict[str, object]]
+
+
+def remembered(settings: Settings, wait_s: float = 0.0) -> Remembered:
+    kind, path = settings.sink.kind, settings.sink.path
+    known = sinks.open_positions(kind, path, wait_s=wait_s)
+    ledger = sinks.ledger_complete(kind, path, wait_s=wait_s)
+    return {
+        a.id: {"open_positions": known.get(a.id, []), "ledger_complete_ms": ledger.get(a.id)}
+        for a in settings.accounts
+    }
 
 
 #: What a shard spreads accounts over. Each use hashes with its own salt: with one hash for
@@ -138,16 +146,12 @@ class Supervisor:
             self.stopping = True
             self.telemetry.phase("draining")
 
-    def _start_collector(
-        self, handle: CollectorHandle, known: dict[str, list[tuple[str, str, int]]] | None = None
-    ) -> None:
+    def _start_collector(self, handle: CollectorHandle, known: Remembered | None = None) -> None:
         receive, send = self.ctx.Pipe(duplex=False)
         handle.stop = self.ctx.Event()
         if known is None:  # a restart: the writer holds the file during its flushes
-            known = open_positions(self.settings, wait_s=OPEN_POSITIONS_WAIT_S)
-        specs = [
-            {**a.engine_spec(), "open_positions": known.get(a.id, [])} for a in handle.accounts
-        ]
+            known = remembered(self.settings, wait_s=OPEN_POSITIONS_WAIT_S)
+        specs = [{**a.engine_spec(), **known.get(a.id, {})} for a in handle.accounts]
         handle.process = self.ctx.Process(
             target=lifeline.run_as_child,
             args=(
@@ -214,7 +218,7 @@ class Supervisor:
             self.telemetry.phase("capturing")
         # Read before the writer starts: once it runs it holds the DuckDB file while it
         # creates tables and flushes, and a read that meets the lock finds nothing.
-        known = open_positions(settings)
+        known = remembered(settings)
         # A previous run that ended without a clean stop (killed, crashed, the box down) left
         # no `disconnected`: its downtime is recorded first, so `gaps` shows it.
         downtime = downtime_events(

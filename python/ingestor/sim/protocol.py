@@ -18,8 +18,10 @@ Quirks reproduced on purpose (each one has bitten some public client):
   `settleCoin` it lists positions with size > 0 only;
 - execution and order elements have exactly the fields of Bybit's newest examples, which
   differ between the push and REST: `/v5/execution/list` items lack category, createType,
-  execPnl, isLeverage and marketUnit; order items lack category, closedPnl, feeCurrency and
-  the rpi fields but carry isLeverage; `extraFees` is "" (no array) when there are none;
+  isLeverage and marketUnit (they carry execPnl, which Bybit's parameter table lists there
+  though its examples predate it: without it a backfilled trade's realised PnL is lost);
+  order items lack category, closedPnl, feeCurrency and the rpi fields but carry
+  isLeverage; `extraFees` is "" (no array) when there are none;
 - an order push and the execution push it came with share their envelope id; a Filled
   version can come twice, identical (a cancel racing the fill); `execution.fast` pushes
   carry no id, Trade rows only and few fields;
@@ -347,8 +349,9 @@ def execution_element(e: Execution) -> dict[str, Any]:
 
 def execution_rest_element(e: Execution) -> dict[str, Any]:
     """One item of `/v5/execution/list`: no category (it is at `result.category`), and none
-    of createType, execPnl, isLeverage, marketUnit, which Bybit's examples never show there."""
-    return _execution_fields(e)
+    of createType, isLeverage, marketUnit, which Bybit's examples never show there; execPnl,
+    which its parameter table lists (the examples are older than the field)."""
+    return {**_execution_fields(e), "execPnl": dec_str(e.exec_pnl)}
 
 
 def execution_fast_element(e: Execution) -> dict[str, Any]:

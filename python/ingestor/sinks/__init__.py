@@ -297,30 +297,42 @@ def store_exists(kind: str, path: str | Path) -> bool:
     return Path(path).exists()
 
 
-def open_positions(
-    kind: str, path: str | Path, *, wait_s: float = 0.0
-) -> dict[str, list[tuple[str, str, int]]]:
-    """{account: [(category, symbol, position_idx)]} last seen open in the store, for a
-    (re)started collector's first resync; empty when the store is new or cannot be read (the
-    resync then falls back to the exchange's listing alone). A store locked by its writer is
+def _read_store(kind: str, path: str | Path, sql: str, what: str, wait_s: float) -> list[tuple]:
+    """The rows of `sql` over the store, or none when the store is new or cannot be read
+    (logged: the caller then starts as if it knew nothing). A store locked by its writer is
     tried again for up to `wait_s` seconds: the writer lets it go between flushes."""
     import duckdb
 
     if not store_exists(kind, path):
-        return {}
+        return []
     deadline = time.monotonic() + wait_s
     while True:
         try:
             with open_reader(kind, path) as con:
-                rows = con.execute(queries.OPEN_POSITIONS).fetchall()
-            break
+                return con.execute(sql).fetchall()
         except duckdb.Error as e:
             if is_lock_error(e) and time.monotonic() < deadline:
                 time.sleep(0.02)
                 continue
-            log.warning("could not read open positions from %s: %s", path, e)
-            return {}
+            log.warning("could not read %s from %s: %s", what, path, e)
+            return []
+
+
+def open_positions(
+    kind: str, path: str | Path, *, wait_s: float = 0.0
+) -> dict[str, list[tuple[str, str, int]]]:
+    """{account: [(category, symbol, position_idx)]} last seen open in the store, for a
+    (re)started collector's first resync (with none, the resync falls back to the exchange's
+    listing alone)."""
+    rows = _read_store(kind, path, queries.OPEN_POSITIONS, "open positions", wait_s)
     found: dict[str, list[tuple[str, str, int]]] = {}
     for account, category, symbol, idx in rows:
         found.setdefault(account, []).append((category, symbol, idx))
     return found
+
+
+def ledger_complete(kind: str, path: str | Path, *, wait_s: float = 0.0) -> dict[str, int]:
+    """{account: epoch ms} up to which the store holds the account's ledger complete
+    (`queries.LEDGER_COMPLETE`), where a (re)started collector's backfill starts."""
+    rows = _read_store(kind, path, queries.LEDGER_COMPLETE, "the ledger's coverage", wait_s)
+    return {account: int(ms) for account, ms in rows if ms is not None}

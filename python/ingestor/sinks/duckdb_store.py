@@ -177,7 +177,7 @@ class DuckDBStore:
 
     def _views(self, hot: bool) -> list[str]:
         globs = {t: self.hot.glob(t) for t in queries.TABLES} if hot else None
-        views = queries.history_views(globs, self.keep_state) + queries.GAPS_VIEW
+        views = queries.history_views(globs, self.keep_state) + queries.DERIVED_VIEWS
         return views + queries.macros(state=self.keep_state)
 
     @staticmethod

@@ -14,6 +14,7 @@ use crate::events::{ConnectionEvent, ConnectionEventColumns};
 use crate::execution::{ExecutionColumns, ExecutionElement};
 use crate::fields::{Millis, Text};
 use crate::flat;
+use crate::ledger_gap::{LedgerGap, LedgerGapColumns};
 use crate::order::{OrderColumns, OrderElement};
 use crate::position::{PositionColumns, PositionElement, PositionKey};
 use crate::protocol::{
@@ -85,6 +86,7 @@ tables! {
     /// Fewer rows at first: many accounts never subscribe to these (builders grow as needed).
     ExecutionEvents => executions: ExecutionColumns, 64;
     OrderEvents => orders: OrderColumns, 64;
+    LedgerGaps => ledger_gaps: LedgerGapColumns, 4;
     Rejects => rejects: RejectColumns, 16;
     ConnectionEvents => events: ConnectionEventColumns, 16;
 }
@@ -293,6 +295,11 @@ impl Decoder {
     /// Records a connection state change.
     pub fn record_event(&mut self, event: &ConnectionEvent<'_>) {
         self.tables.events.append(event);
+    }
+
+    /// Records a window the ledger cannot be known complete in (see `engine::ledger`).
+    pub fn record_ledger_gap(&mut self, gap: &LedgerGap<'_>) {
+        self.tables.ledger_gaps.append(gap);
     }
 
     /// Decodes one WebSocket text frame of `account_id`, received at `local_ts` (µs, UTC).

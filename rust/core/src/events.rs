@@ -30,6 +30,9 @@ pub enum Event {
     SubscribeFailed,
     Resynced,
     ResyncFailed,
+    /// The ledger (executions, orders) read over REST since it was last known complete.
+    Backfilled,
+    BackfillFailed,
     Disconnected,
     Backoff,
 }
@@ -45,6 +48,8 @@ impl Event {
             Event::SubscribeFailed => "subscribe_failed",
             Event::Resynced => "resynced",
             Event::ResyncFailed => "resync_failed",
+            Event::Backfilled => "backfilled",
+            Event::BackfillFailed => "backfill_failed",
             Event::Disconnected => "disconnected",
             Event::Backoff => "backoff",
         }

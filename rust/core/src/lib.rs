@@ -10,6 +10,7 @@ pub mod events;
 pub mod execution;
 pub mod fields;
 pub mod flat;
+pub mod ledger_gap;
 pub mod order;
 pub mod position;
 pub mod protocol;

@@ -11,7 +11,7 @@ use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 
-const DEFAULT_TOPICS: &[&str] = &["position", "wallet"];
+const DEFAULT_TOPICS: &[&str] = &["position", "wallet", "execution", "order"];
 const DEFAULT_CATEGORIES: &[&str] = &["linear", "inverse", "option"];
 const DEFAULT_ACCOUNT_TYPES: &[&str] = &["UNIFIED"];
 
@@ -101,6 +101,14 @@ fn account_spec(mapping: &Bound<'_, PyAny>) -> PyResult<AccountSpec> {
                 })
                 .collect(),
         },
+        ledger_complete_ms: match mapping.get_item("ledger_complete_ms")? {
+            None => None,
+            Some(v) => v.extract::<Option<i64>>().map_err(|_| {
+                PyTypeError::new_err(format!(
+                    "account {id:?}: ledger_complete_ms must be an integer of ms or None"
+                ))
+            })?,
+        },
         id,
     })
 }
@@ -123,7 +131,8 @@ impl PyCollector {
         accounts, *, batch_size = 10_000, flush_interval = 1.0, max_pending_rows = 1_000_000,
         max_pending_bytes = usize::MAX, ping_interval = 20.0, pong_timeout = 10.0, handshake_timeout = 10.0, backoff_base = 1.0,
         backoff_cap = 60.0, stable_after = 30.0, connect_budget = 500, connect_window = 300.0,
-        connect_burst = 25, rest_timeout = 10.0, rest_attempts = 3, keep_raw = true,
+        connect_burst = 25, rest_timeout = 10.0, rest_attempts = 3, rest_budget = 500,
+        rest_window = 5.0, backfill_depth = 7.0 * 86_400.0, keep_raw = true,
         max_frame_bytes = DEFAULT_MAX_FRAME_BYTES, ca_file = None, worker_threads = 1
     ))]
     #[allow(clippy::too_many_arguments)]
@@ -145,6 +154,9 @@ impl PyCollector {
         connect_burst: u32,
         rest_timeout: f64,
         rest_attempts: u32,
+        rest_budget: u32,
+        rest_window: f64,
+        backfill_depth: f64,
         keep_raw: bool,
         max_frame_bytes: usize,
         ca_file: Option<std::path::PathBuf>,
@@ -154,10 +166,15 @@ impl PyCollector {
             .try_iter()?
             .map(|a| account_spec(&a?))
             .collect::<PyResult<Vec<_>>>()?;
-        if batch_size == 0 || max_pending_rows == 0 || max_pending_bytes == 0 || connect_budget == 0
+        if batch_size == 0
+            || max_pending_rows == 0
+            || max_pending_bytes == 0
+            || connect_budget == 0
+            || rest_budget == 0
         {
             return Err(PyValueError::new_err(
-                "batch_size, max_pending_rows, max_pending_bytes and connect_budget must be positive",
+                "batch_size, max_pending_rows, max_pending_bytes, connect_budget and rest_budget \
+                 must be positive",
             ));
         }
         let config = EngineConfig {
@@ -176,6 +193,9 @@ impl PyCollector {
             connect_burst,
             rest_timeout: seconds("rest_timeout", rest_timeout)?,
             rest_attempts,
+            rest_budget,
+            rest_window: seconds("rest_window", rest_window)?,
+            backfill_depth: seconds("backfill_depth", backfill_depth)?,
             decoder: DecoderConfig {
                 keep_raw,
                 max_frame_bytes,

@@ -1,6 +1,7 @@
-//! The box-wide connection budget: a token bucket that every connect and reconnect of every
-//! account draws from, so a cold start of 10,000 accounts or a mass disconnect cannot exceed
-//! the exchange's per-IP limit and get the IP banned.
+//! Token buckets for the exchange's per-IP limits: every connect and reconnect of every
+//! account draws from one, so a cold start of 10,000 accounts or a mass disconnect cannot
+//! exceed the connection limit, and every REST request from another (resyncs and ledger
+//! backfills), so they cannot get the IP banned.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -8,7 +9,7 @@ use std::time::Duration;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
-pub struct ConnectBudget {
+pub struct TokenBudget {
     state: Mutex<Bucket>,
     /// Time for one token to come back.
     refill: Duration,
@@ -21,11 +22,11 @@ struct Bucket {
     updated: Instant,
 }
 
-impl ConnectBudget {
-    /// `budget` connects per `window`, at most `burst` at once.
+impl TokenBudget {
+    /// `budget` tokens per `window`, at most `burst` at once.
     pub fn new(budget: u32, window: Duration, burst: u32) -> Self {
         let burst = burst.clamp(1, budget.max(1)) as f64;
-        ConnectBudget {
+        TokenBudget {
             state: Mutex::new(Bucket {
                 tokens: burst,
                 updated: Instant::now(),
@@ -36,7 +37,7 @@ impl ConnectBudget {
         }
     }
 
-    /// Connects waiting for a token now (shown in stats).
+    /// Tasks waiting for a token now (connects: shown in stats).
     pub fn queued(&self) -> usize {
         self.waiting.load(Ordering::Relaxed)
     }
@@ -68,7 +69,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn burst_goes_at_once_then_one_per_refill() {
-        let budget = ConnectBudget::new(10, Duration::from_secs(10), 3);
+        let budget = TokenBudget::new(10, Duration::from_secs(10), 3);
         let start = Instant::now();
         for _ in 0..3 {
             budget.acquire().await;

@@ -37,6 +37,14 @@ pub struct EngineConfig {
     pub rest_timeout: Duration,
     /// Tries per REST read before the resync is reported failed.
     pub rest_attempts: u32,
+    /// REST requests this collector may send per `rest_window`, every account's resync and
+    /// backfill together: its share of the IP's limit (Bybit: 600 per 5 s; an IP over it is
+    /// banned for 10 minutes), which the supervisor divides among its collectors.
+    pub rest_budget: u32,
+    pub rest_window: Duration,
+    /// How far back a first start reads each account's executions and orders (Bybit keeps
+    /// 2 years).
+    pub backfill_depth: Duration,
     pub decoder: DecoderConfig,
     /// Extra PEM root certificates (a private test CA), trusted beside the webpki roots.
     pub ca_file: Option<PathBuf>,
@@ -62,6 +70,9 @@ impl Default for EngineConfig {
             connect_burst: 25,
             rest_timeout: Duration::from_secs(10),
             rest_attempts: 3,
+            rest_budget: 500,
+            rest_window: Duration::from_secs(5),
+            backfill_depth: Duration::from_secs(7 * 86_400),
             decoder: DecoderConfig::default(),
             ca_file: None,
             worker_threads: 1,
@@ -88,6 +99,9 @@ pub struct AccountSpec {
     /// Positions a previous run saw open (from the store): the first resync reads each by
     /// symbol, so one that closed while nothing was connected is seen closed.
     pub open_positions: Vec<PositionKey>,
+    /// Up to when the store holds this account's ledger complete (ms since the epoch; from
+    /// the store, see `engine::ledger`); `None`: a first start, read `backfill_depth` back.
+    pub ledger_complete_ms: Option<i64>,
 }
 
 impl AccountSpec {

@@ -6,6 +6,7 @@ mod backoff;
 mod batcher;
 mod budget;
 pub mod config;
+pub mod ledger;
 mod rest;
 mod session;
 pub mod stats;
@@ -24,7 +25,8 @@ pub use session::subscribe_requests;
 pub use stats::{AccountSnapshot, State};
 
 use batcher::Batcher;
-use budget::ConnectBudget;
+use budget::TokenBudget;
+use ledger::LedgerMark;
 use rest::{KnownPositions, RestClient};
 use stats::AccountStats;
 
@@ -40,7 +42,7 @@ pub fn now_us() -> i64 {
 pub(crate) struct Shared {
     config: EngineConfig,
     batcher: Batcher,
-    budget: ConnectBudget,
+    budget: TokenBudget,
     rest: RestClient,
     tls: Option<tokio_tungstenite::Connector>,
 }
@@ -84,6 +86,8 @@ pub struct Collector {
     /// What each account was last seen to hold; kept across reconnects and across removing
     /// and adding the account again.
     known: Mutex<HashMap<String, Arc<KnownPositions>>>,
+    /// Up to when each account's ledger is known complete; kept the same way.
+    ledgers: Mutex<HashMap<String, Arc<LedgerMark>>>,
     closed: Mutex<bool>,
 }
 
@@ -120,12 +124,21 @@ impl Collector {
                 config.max_pending_rows,
                 config.max_pending_bytes,
             ),
-            budget: ConnectBudget::new(
+            budget: TokenBudget::new(
                 config.connect_budget,
                 config.connect_window,
                 config.connect_burst,
             ),
-            rest: RestClient::new(http, config.rest_attempts),
+            rest: RestClient::new(
+                http,
+                config.rest_attempts,
+                // A burst of a tenth: a start's resyncs go at once, then at the window's pace.
+                TokenBudget::new(
+                    config.rest_budget,
+                    config.rest_window,
+                    (config.rest_budget / 10).max(1),
+                ),
+            ),
             tls: Some(tokio_tungstenite::Connector::Rustls(Arc::new(tls_config))),
             config,
         });
@@ -144,6 +157,7 @@ impl Collector {
             shared,
             held: Mutex::new(HashMap::new()),
             known: Mutex::new(HashMap::new()),
+            ledgers: Mutex::new(HashMap::new()),
             closed: Mutex::new(false),
         };
         for account in accounts {
@@ -175,6 +189,13 @@ impl Collector {
                 .map(|key| (key.clone(), true))
                 .collect(),
         );
+        let ledger = self
+            .ledgers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(account.id.clone())
+            .or_insert_with(|| Arc::new(LedgerMark::new(account.ledger_complete_ms)))
+            .clone();
         let stats = Arc::new(AccountStats::default());
         let (stop, stop_rx) = watch::channel(false);
         let id = account.id.clone();
@@ -184,6 +205,8 @@ impl Collector {
             stats: stats.clone(),
             stop: stop_rx,
             known,
+            ledger,
+            connection: 0,
         };
         let task = self.runtime.spawn(session.run());
         held.insert(id, Held { stats, stop, task });

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use crate::decoder::{RestEndpoint, RestError};
 use crate::engine::batcher::Batcher;
+use crate::engine::budget::TokenBudget;
 use crate::engine::config::AccountSpec;
 use crate::engine::now_us;
 use crate::position::PositionKey;
@@ -99,6 +100,8 @@ const MAX_PAGES: usize = 250;
 pub struct RestClient {
     http: reqwest::Client,
     attempts: u32,
+    /// Every request of every account draws from it.
+    budget: TokenBudget,
 }
 
 /// What a finished resync read.
@@ -109,10 +112,11 @@ pub struct ResyncSummary {
 }
 
 impl RestClient {
-    pub fn new(http: reqwest::Client, attempts: u32) -> Self {
+    pub fn new(http: reqwest::Client, attempts: u32, budget: TokenBudget) -> Self {
         RestClient {
             http,
             attempts: attempts.max(1),
+            budget,
         }
     }
 
@@ -226,7 +230,7 @@ impl RestClient {
     }
 
     /// One signed GET, decoded into the shared tables; retried when retrying can help.
-    async fn read(
+    pub(crate) async fn read(
         &self,
         account: &AccountSpec,
         base: &str,
@@ -276,6 +280,7 @@ impl RestClient {
         path: &str,
         query: &str,
     ) -> Result<Vec<u8>, String> {
+        self.budget.acquire().await;
         let timestamp = now_us() / 1000;
         let signature = rest_signature(
             &account.api_secret,

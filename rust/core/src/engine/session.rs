@@ -16,6 +16,7 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use crate::decoder::{FrameOutcome, Table};
 use crate::engine::backoff::Backoff;
 use crate::engine::config::AccountSpec;
+use crate::engine::ledger::{self, LedgerMark};
 use crate::engine::now_us;
 use crate::engine::rest::KnownPositions;
 use crate::engine::stats::{AccountStats, State};
@@ -45,6 +46,11 @@ pub struct Session {
     pub stop: watch::Receiver<bool>,
     /// Positions this account was last seen to hold, for the resync after a gap.
     pub known: Arc<KnownPositions>,
+    /// Up to when its ledger is known complete, for the backfill after a gap.
+    pub ledger: Arc<LedgerMark>,
+    /// Which connection this is (1 for the first): tells a late backfill of an earlier
+    /// connection from this one's.
+    pub connection: u64,
 }
 
 impl Session {
@@ -60,6 +66,8 @@ impl Session {
             let delay = match self.connect_once().await {
                 Ended::Stopped => break,
                 Ended::Lost { reason, stable } => {
+                    self.ledger
+                        .connection_lost(self.connection, now_us() / 1000);
                     self.stats.reconnects.fetch_add(1, Ordering::Relaxed);
                     self.fail(&reason);
                     self.event(Event::Disconnected, Some(&reason), None, None);
@@ -151,6 +159,7 @@ impl Session {
     }
 
     async fn connect_once(&mut self) -> Ended {
+        self.connection += 1;
         let config = &self.shared.config;
         self.stats.set_state(State::Connecting);
         self.event(Event::Connecting, None, None, None);
@@ -229,48 +238,83 @@ impl Session {
 
         let resync = self.spawn_resync();
         let ended = self.read(&mut socket, conn_id.as_deref()).await;
-        if matches!(ended, Ended::Stopped) {
-            if let Some(task) = resync {
-                task.abort();
-            }
+        // With its connection: the next one reads again, and a backfill that finished after
+        // its connection was lost would claim a window no stream watched (`LEDGER_COMPLETE`
+        // takes `backfilled` to be followed by its own connection's loss).
+        if let Some(task) = resync {
+            task.abort();
         }
         ended
     }
 
-    /// Reads the state the pushes will only change, in the background of the stream.
+    /// Reads the state the pushes will only change, then the ledger the stream missed, in the
+    /// background of the stream.
     fn spawn_resync(&self) -> Option<tokio::task::JoinHandle<()>> {
         let base = self.account.rest_url.clone()?;
         let shared = self.shared.clone();
         let account = self.account.clone();
         let stats = self.stats.clone();
         let known = self.known.clone();
+        let ledger = self.ledger.clone();
+        let connection = self.connection;
         Some(tokio::spawn(async move {
+            let record = |event: Event, reason: &str| {
+                let reason = redact_key(reason, &account.api_key);
+                let row = ConnectionEvent {
+                    account_id: &account.id,
+                    local_ts: now_us(),
+                    event,
+                    reason: Some(&reason),
+                    backoff_ms: None,
+                    conn_id: None,
+                };
+                shared.batcher.with_decoder(|d| d.record_event(&row));
+                reason
+            };
             let result = shared
                 .rest
                 .resync(&account, &base, &shared.batcher, &known)
                 .await;
-            let (event, reason) = match result {
+            match result {
                 Ok(summary) => {
                     stats.resyncs.fetch_add(1, Ordering::Relaxed);
                     let reason =
                         format!("{} rows from {} requests", summary.rows, summary.requests);
-                    (Event::Resynced, reason)
+                    record(Event::Resynced, &reason);
                 }
-                Err(reason) => {
-                    let reason = redact_key(&reason, &account.api_key);
+                Err(reason) => stats.set_error(&record(Event::ResyncFailed, &reason)),
+            }
+            if ledger::kinds(&account).is_empty() {
+                return;
+            }
+            let depth_ms = i64::try_from(shared.config.backfill_depth.as_millis()).unwrap_or(0);
+            let complete_ms = ledger.complete_ms();
+            let result = ledger::backfill(
+                &shared.rest,
+                &account,
+                &base,
+                &shared.batcher,
+                complete_ms,
+                depth_ms,
+            )
+            .await;
+            match result {
+                Ok(summary) => {
+                    ledger.backfilled(connection);
+                    let reason =
+                        format!("{} rows from {} requests", summary.rows, summary.requests);
+                    record(Event::Backfilled, &reason);
+                }
+                Err((plan, why)) => {
+                    // The next connection reads the window again (the mark stays); if none
+                    // comes, the record says what may be missing.
+                    let reason = record(Event::BackfillFailed, &why);
                     stats.set_error(&reason);
-                    (Event::ResyncFailed, reason)
+                    let reason = format!("backfill failed: {reason}");
+                    let window = (plan.from_ms, plan.to_ms);
+                    ledger::record_gap(&shared.batcher, &account, plan.kind, window, &reason);
                 }
-            };
-            let row = ConnectionEvent {
-                account_id: &account.id,
-                local_ts: now_us(),
-                event,
-                reason: Some(&reason),
-                backoff_ms: None,
-                conn_id: None,
-            };
-            shared.batcher.with_decoder(|d| d.record_event(&row));
+            }
         }))
     }
 
