@@ -5,6 +5,7 @@ use arrow_array::types::{Decimal128Type, Int32Type, Int64Type, TimestampMicrosec
 use arrow_array::{Array, RecordBatch};
 use ingestor_core::decoder::rest_message_id;
 use ingestor_core::events::{ConnectionEvent, Event};
+use ingestor_core::ledger_gap::{LedgerGap, LedgerKind};
 use ingestor_core::{
     ControlFrame, Decoder, DecoderConfig, FrameOutcome, RestEndpoint, RestError, RestPage, Table,
 };
@@ -357,6 +358,14 @@ fn schemas_match_the_batches() {
         reason: Some("connection reset"),
         backoff_ms: None,
         conn_id: Some("c1"),
+    });
+    decoder.record_ledger_gap(&LedgerGap {
+        account_id: "a",
+        kind: LedgerKind::Order,
+        start_ts: LOCAL_TS - 86_400_000_000,
+        end_ts: LOCAL_TS,
+        reason: "cancels forgotten",
+        local_ts: LOCAL_TS,
     });
     for table in Table::ALL {
         let batch = decoder.cut(table);
