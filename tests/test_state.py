@@ -207,3 +207,24 @@ def test_a_store_made_before_the_state_gets_it_built_once(tmp_path):
         # shorter than CHECKPOINT_ROWS: none yet).
         made = con.execute(f"SELECT history FROM {queries.CHECKPOINTS}").fetchall()
         assert made == [("position_snapshots",)]
+
+
+def test_checkpoints_come_at_a_multiple_of_the_state_size(tmp_path, monkeypatch):
+    """Every CHECKPOINT_STATE_FACTOR × (keys in the state) history rows: an `*_asof` reads at
+    most that many rows past its checkpoint, whatever the history's size."""
+    monkeypatch.setattr(queries, "CHECKPOINT_ROWS", 1_000_000)
+    monkeypatch.setattr(queries, "CHECKPOINT_MIN_ROWS", 1)
+    monkeypatch.setattr(queries, "CHECKPOINT_STATE_FACTOR", 4)
+    path = tmp_path / "c.duckdb"
+    # Two position keys, one row each per commit: a checkpoint every 8 rows, 4 in 16 commits
+    # (each store closed, so each commit is moved into the file at once).
+    for n in range(16):
+        store = DuckDBStore(path, mover=False)
+        store.create()
+        store.write(commits([[("ws", "a0", s, 0, n * 1000, n) for s in SYMBOLS]])[0])
+        store.close()
+    with open_reader("duckdb", path) as con:
+        made = con.execute(
+            f"SELECT count(*) FROM {queries.CHECKPOINTS} WHERE history = 'position_snapshots'"
+        ).fetchone()
+    assert made == (4,)

@@ -104,8 +104,10 @@ def insert_new(
 
 
 class Checkpoints:
-    """Makes a checkpoint of each state inside a commit once `queries.CHECKPOINT_ROWS` history
-    rows have come after its last one (at the history's newest instant). The rows are counted
+    """Makes a checkpoint of each state inside a commit once `queries.checkpoint_rows` of its
+    size in history rows have come after its last one (at the history's newest instant). The
+    state's size is read when that many rows may have come (a count of the state table; it
+    only grows). The rows are counted
     as the store inserts them; only the first commit of a writer counts them in the store
     (reading every row after the last checkpoint in every commit cost ~15% of the write
     path's CPU at 1 M rows). The first checkpoint of a store made before reads the whole
@@ -131,7 +133,11 @@ class Checkpoints:
                 _, after, _ = con.execute(self._last(state)).fetchone()
                 self._since[state.history] = after
         for state in queries.STATES:
-            if self._since[state.history] < queries.CHECKPOINT_ROWS:
+            since = self._since[state.history]
+            if since < queries.checkpoint_rows(0):
+                continue
+            (keys,) = con.execute(f"SELECT count(*) FROM {state.table}").fetchone()
+            if since < queries.checkpoint_rows(keys):
                 continue
             last, after, newest = con.execute(self._last(state)).fetchone()
             if newest is not None:
