@@ -1,6 +1,6 @@
 """`ingestor report`: one self-contained HTML file an analyst opens (offline: plotly.js is
 inlined once), built from a store through the shipped views and macros
-(report_queries.py holds the SQL).
+(its SQL is queries.py's `REPORT_*` and `report_*`).
 
 Sections: equity over time (the box's total and each account's), the ledger per account and
 day with the open positions, exposure by symbol, coverage (captured time, stream gaps, ledger
@@ -25,7 +25,7 @@ from pathlib import Path
 
 import duckdb
 
-from ingestor import report_queries as rq
+from ingestor import queries as rq
 from ingestor.query_output import decimal_text
 
 #: Accounts drawn one by one (lines, daily bars, position tables): the largest by equity at
@@ -91,10 +91,10 @@ def gather(
 ) -> Report:
     """Runs the report's queries on a reader connection (`sinks.open_reader`)."""
     con.execute("SET TimeZone = 'UTC'")
-    have = {r[0] for r in con.execute(rq.RELATIONS).fetchall()}
-    ledger = all(r in have for r in rq.LEDGER_RELATIONS)
-    ledger_gaps = all(r in have for r in rq.LEDGER_GAP_RELATIONS)
-    lo, hi = con.execute(rq.store_range(ledger)).fetchone()
+    have = {r[0] for r in con.execute(rq.REPORT_RELATIONS).fetchall()}
+    ledger = all(r in have for r in rq.REPORT_LEDGER_RELATIONS)
+    ledger_gaps = all(r in have for r in rq.REPORT_LEDGER_GAP_RELATIONS)
+    lo, hi = con.execute(rq.report_store_range(ledger)).fetchone()
     begin = timestamp(con, start) if start else lo
     end = timestamp(con, stop) if stop else hi
     if begin is None or end is None:  # an empty store: one instant, nothing in it
@@ -108,23 +108,23 @@ def gather(
     latest = stop is None
     report = Report(begin, end, step, [], ledger, ledger_gaps, latest)
     queries = {
-        "accounts": rq.store_accounts(ledger),
-        "equity_series": rq.EQUITY_SERIES,
-        "equity_at_stop": rq.EQUITY_AT_STOP,
-        "positions": rq.positions(latest),
-        "exposure": rq.exposure(latest),
-        "coverage": rq.COVERAGE_SPANS,
-        "stream_gaps": rq.STREAM_GAPS,
-        "backfills": rq.BACKFILLS,
-        "rejects": rq.REJECTS,
-        "reconnects_per_account": rq.RECONNECTS_PER_ACCOUNT,
-        "reconnects_over_time": rq.RECONNECTS_OVER_TIME,
-        "capture_lag": rq.capture_lag(ledger),
+        "accounts": rq.report_store_accounts(ledger),
+        "equity_series": rq.REPORT_EQUITY_SERIES,
+        "equity_at_stop": rq.REPORT_EQUITY_AT_STOP,
+        "positions": rq.report_positions(latest),
+        "exposure": rq.report_exposure(latest),
+        "coverage": rq.REPORT_COVERAGE_SPANS,
+        "stream_gaps": rq.REPORT_STREAM_GAPS,
+        "backfills": rq.REPORT_BACKFILLS,
+        "rejects": rq.REPORT_REJECTS,
+        "reconnects_per_account": rq.REPORT_RECONNECTS_PER_ACCOUNT,
+        "reconnects_over_time": rq.REPORT_RECONNECTS_OVER_TIME,
+        "capture_lag": rq.report_capture_lag(ledger),
     }
     if ledger:
-        queries["pnl_daily"] = rq.PNL_DAILY
+        queries["pnl_daily"] = rq.REPORT_PNL_DAILY
     if ledger_gaps:
-        queries["ledger_gaps"] = rq.LEDGER_GAPS
+        queries["ledger_gaps"] = rq.REPORT_LEDGER_GAPS
     for name, sql in queries.items():
         began = time.perf_counter()
         report.columns[name], report.answers[name] = _run(con, sql, params)
