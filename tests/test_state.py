@@ -140,6 +140,9 @@ def assert_state_is_the_definition(kind: str, path: Path) -> None:
         ranges = (
             (BASE_MS - 1, BASE_MS + 11 * day, "1 day"),
             (BASE_MS + 3 * day, BASE_MS + 4 * day, "5 hours"),
+            # Fixed steps take their own path: one that does not divide the range, from an
+            # instant before any row.
+            (BASE_MS - 7_000_001, BASE_MS + 2 * day, "7 hours 3 minutes 1 second"),
         )
         for start, stop, step in ranges:
             first, last = (f"make_timestamptz({ms * 1000}::BIGINT)" for ms in (start, stop))

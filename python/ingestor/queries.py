@@ -711,21 +711,50 @@ def _asof_from_checkpoints(state: State) -> str:
 
 def _wallets_every(checkpoints: bool) -> str:
     """One row per account, account type, coin and instant from `start_ts` to `stop_ts` every
-    `step` (an INTERVAL): that instant's `wallets_asof` row, with the instant in front. One
-    ASOF JOIN of the grid of keys and instants with the history of the range, started from
-    the checkpoint at or before `start_ts` (where the store keeps them), so its cost follows
-    the range asked for. Rows tied on exchange_ts keep the latest arrival first, as the
-    views' order does (an ASOF JOIN alone would take either)."""
+    `step` (an INTERVAL): that instant's `wallets_asof` row, with the instant in front, from
+    the history of the range, started from the checkpoint at or before `start_ts` (where the
+    store keeps them), so its cost follows the range asked for. Rows tied on exchange_ts keep
+    the latest arrival first, as the views' order does.
+
+    A step of fixed length (hours, minutes, seconds: no days or months, whose length depends
+    on the calendar and the zone) numbers the instants: each history row falls in the slot of
+    the first instant at or after it, the newest row of each key and slot (one hash
+    aggregate) holds for its slot's instant and every one up to the key's next slot
+    (`lead`, `generate_series`). The month at 1 h on the 10 M store: 8.1 s against 14.5 s
+    for an ASOF JOIN of the grid of keys and instants with the history, which other steps
+    still take (and which takes 5 s with no columns but the keys)."""
     state = STATE_OF["wallet_snapshots"]
     if checkpoints:
         source = _since_checkpoint(state, "start_ts", "stop_ts")
     else:
         source = f"history AS (SELECT * FROM {state.history} WHERE exchange_ts <= stop_ts)"
+    keys = ", ".join(f"h.{k}" for k in state.key.split(", "))
     return f"""
     CREATE OR REPLACE MACRO wallets_every(start_ts, stop_ts, step) AS TABLE
     WITH {source},
+    step_of AS (
+        SELECT datepart('year', step) = 0 AND datepart('month', step) = 0
+                   AND datepart('day', step) = 0 AS fixed,
+               epoch_us(start_ts::TIMESTAMPTZ) AS first_us,
+               epoch_us(start_ts::TIMESTAMPTZ + step) - epoch_us(start_ts::TIMESTAMPTZ) AS us,
+               epoch_us(stop_ts::TIMESTAMPTZ) AS stop_us
+    ),
+    slots AS (
+        SELECT unnest(arg_max(h, (h.exchange_ts, h.local_ts))),
+               greatest(0, (epoch_us(h.exchange_ts) - f.first_us + f.us - 1) // f.us) AS slot
+        FROM history h, step_of f
+        WHERE f.fixed AND f.us > 0
+        GROUP BY {keys}, slot
+    ),
+    spans AS (
+        SELECT *, coalesce(
+            lead(slot) OVER (PARTITION BY {state.key} ORDER BY slot) - 1,
+            (SELECT (stop_us - first_us) // us FROM step_of)) AS last_slot
+        FROM slots
+    ),
     newest AS (
         SELECT * FROM history
+        WHERE NOT (SELECT fixed AND us > 0 FROM step_of)
         QUALIFY row_number() OVER (
             PARTITION BY {state.key}, exchange_ts ORDER BY local_ts DESC) = 1
     ),
@@ -734,6 +763,11 @@ def _wallets_every(checkpoints: bool) -> str:
             AS instant
     ),
     grid AS (SELECT * FROM (SELECT DISTINCT {state.key} FROM newest) CROSS JOIN instants)
+    SELECT make_timestamptz((SELECT first_us FROM step_of) + n * (SELECT us FROM step_of))
+               AS instant,
+           spans.* EXCLUDE (slot, last_slot)
+    FROM spans, LATERAL (SELECT unnest(generate_series(spans.slot, spans.last_slot)) AS n)
+    UNION ALL BY NAME
     SELECT g.instant, w.* FROM grid g
     ASOF JOIN newest w
       ON {state.on("g", "w")} AND g.instant >= w.exchange_ts
