@@ -257,7 +257,12 @@ def test_a_killed_service_shows_its_downtime_in_gaps(tmp_path):
         service.wait(timeout=30)
         killed_at = time.time()
         time.sleep(6)  # the children end with it (PR_SET_PDEATHSIG) and let the file go
-        last = {account: last_us for account, last_us, _, _ in run.query(queries.LAST_RECORDS)}
+        last = {
+            account: last_us
+            for account, last_us, _, _ in run.query(
+                queries.last_records(set(queries.RECORD_TABLES))
+            )
+        }
         assert len(last) == 3
         for account, last_us in last.items():
             # flush_interval 0.2 s: what was captured reached the store just before the kill.

@@ -250,3 +250,30 @@ def test_a_missing_execution_shows_in_the_tieout(tmp_path):
         f"make_timestamptz({T0 * 1000}), make_timestamptz({(T0 + 2 * DAY_MS) * 1000}))"
     )
     assert rows(("duckdb", path), sql) == [(Decimal("12.5") - Decimal("0.33"),)]
+
+
+def test_a_store_of_an_earlier_version_is_read_at_start_without_the_ledger(tmp_path):
+    """A start reads the store before its writer adds the new tables: the downtime records
+    and the ledger's mark must not need them."""
+    import duckdb
+
+    from ingestor import queries
+
+    path = tmp_path / "old.duckdb"
+    schemas = ingestor.schemas()
+    with duckdb.connect(str(path)) as con:
+        for table in ("position_snapshots", "connection_events"):
+            con.execute(queries.create_table(table, schemas[table]))
+        con.execute(
+            "INSERT INTO connection_events (account_id, local_ts, event) VALUES "
+            "('a', make_timestamptz(1000000), 'backfilled'), "
+            "('a', make_timestamptz(9000000000), 'disconnected')"
+        )
+    with duckdb.connect(str(path), read_only=True) as con:
+        present = {t for (t,) in con.execute(queries.RELATIONS).fetchall()}
+        assert "execution_events" not in present
+        last = con.execute(queries.last_records(present)).fetchall()
+        assert last == [("a", 9_000_000_000, 9_000_000_000, None)]
+        # Complete up to 5 minutes before the last record (the disconnect is later still).
+        mark = con.execute(queries.ledger_complete(present)).fetchall()
+        assert mark == [("a", 9_000_000 - queries.IN_FLIGHT_MARGIN_S * 1000)]

@@ -841,13 +841,38 @@ OPEN_POSITIONS = """
     WHERE size IS NOT NULL AND size <> 0
 """
 
-#: Per account, the latest instant the store holds (any table: a row or an event shows the
-#: service was running then) in epoch µs, and the latest `disconnected` event's instant and
-#: reason: a start records the downtime since then unless that was a clean stop (see
-#: service/downtime.py). Reads every row's `account_id` and `local_ts`: the tables' zone maps
-#: do not help a max per account, and a cut-off (the last N days) would miss an account
-#: whose last record is older; two narrow columns are the cheapest scan that is always right.
-LAST_RECORDS = """
+#: The tables whose rows show when the service last watched an account (with
+#: `connection_events`, which every store has had).
+RECORD_TABLES = (
+    "position_snapshots",
+    "wallet_snapshots",
+    "execution_events",
+    "order_events",
+    "rejects",
+)
+
+#: The store's tables and views (a store made by an earlier version lacks the newer ones
+#: until its writer's first start adds them, and a start reads the store before that).
+RELATIONS = "SELECT table_name FROM information_schema.tables"
+
+
+def last_records(present: set[str]) -> str:
+    """Per account, the latest instant the store holds (any of `RECORD_TABLES` the store has,
+    `present` being its `RELATIONS`, and `connection_events`: a row or an event shows the
+    service was running then) in epoch µs, and the latest `disconnected` event's instant and
+    reason: a start records the downtime since then unless that was a clean stop (see
+    service/downtime.py). Reads every row's `account_id` and `local_ts`: the tables' zone maps
+    do not help a max per account, and a cut-off (the last N days) would miss an account
+    whose last record is older; two narrow columns are the cheapest scan that is always
+    right."""
+    rows = "".join(
+        f"""
+        UNION ALL
+        SELECT account_id, max(local_ts), NULL, NULL FROM {table} GROUP BY account_id"""
+        for table in RECORD_TABLES
+        if table in present
+    )
+    return f"""
     SELECT account_id,
            epoch_us(max(last_ts)) AS last_us,
            epoch_us(max(disconnected_ts)) AS disconnected_us,
@@ -857,20 +882,11 @@ LAST_RECORDS = """
                max(local_ts) FILTER (WHERE event = 'disconnected') AS disconnected_ts,
                arg_max(reason, local_ts) FILTER (WHERE event = 'disconnected')
                    AS disconnected_reason
-        FROM connection_events GROUP BY account_id
-        UNION ALL
-        SELECT account_id, max(local_ts), NULL, NULL FROM position_snapshots GROUP BY account_id
-        UNION ALL
-        SELECT account_id, max(local_ts), NULL, NULL FROM wallet_snapshots GROUP BY account_id
-        UNION ALL
-        SELECT account_id, max(local_ts), NULL, NULL FROM execution_events GROUP BY account_id
-        UNION ALL
-        SELECT account_id, max(local_ts), NULL, NULL FROM order_events GROUP BY account_id
-        UNION ALL
-        SELECT account_id, max(local_ts), NULL, NULL FROM rejects GROUP BY account_id
+        FROM connection_events GROUP BY account_id{rows}
     )
     GROUP BY account_id
-"""
+    """
+
 
 #: How far before the store's last record of an account a restart takes its ledger to be
 #: complete: rows in flight when a service was killed (in a collector, the relay, a writer
@@ -878,13 +894,16 @@ LAST_RECORDS = """
 #: committed. Reading 5 more minutes is one request per category; missing them is a hole.
 IN_FLIGHT_MARGIN_S = 300
 
-#: Per account, up to when the store holds its ledger complete (epoch ms), for a restart's
-#: backfill (see engine/ledger.rs): the ledger is complete up to the loss of the connection
-#: whose backfill last succeeded (`backfilled`; a backfill is cut off with its connection, so
-#: that loss is the first `disconnected` after it, a clean stop's or a downtime record's), and
-#: never later than the last record less `IN_FLIGHT_MARGIN_S`. An account that never
-#: finished a backfill is absent: a first start, read the configured depth back.
-LEDGER_COMPLETE = f"""
+
+def ledger_complete(present: set[str]) -> str:
+    """Per account, up to when the store holds its ledger complete (epoch ms), for a
+    restart's backfill (see engine/ledger.rs): the ledger is complete up to the loss of the
+    connection whose backfill last succeeded (`backfilled`; a backfill is cut off with its
+    connection, so that loss is the first `disconnected` after it, a clean stop's or a
+    downtime record's), and never later than the last record (`last_records(present)`) less
+    `IN_FLIGHT_MARGIN_S`. An account that never finished a backfill is absent: a first
+    start, read the configured depth back."""
+    return f"""
     WITH backfilled AS (
         SELECT account_id, max(local_ts) AS ts FROM connection_events
         WHERE event = 'backfilled' GROUP BY account_id
@@ -895,7 +914,8 @@ LEDGER_COMPLETE = f"""
         WHERE e.event = 'disconnected' AND e.local_ts > b.ts
         GROUP BY e.account_id
     ),
-    last_record AS (SELECT account_id, make_timestamptz(last_us) AS ts FROM ({LAST_RECORDS}))
+    last_record AS (
+        SELECT account_id, make_timestamptz(last_us) AS ts FROM ({last_records(present)}))
     SELECT b.account_id,
            epoch_ms(least(coalesce(l.ts, 'infinity'::TIMESTAMPTZ),
                           r.ts - INTERVAL {IN_FLIGHT_MARGIN_S} SECOND))
@@ -903,6 +923,7 @@ LEDGER_COMPLETE = f"""
     JOIN last_record r USING (account_id)
     LEFT JOIN lost l USING (account_id)
 """
+
 
 #: The queries `ingestor query NAME` runs: NAME -> (the line `query --help` shows, the SQL).
 NAMED_QUERIES: dict[str, tuple[str, str]] = {

@@ -95,7 +95,8 @@ def _last_records(kind: str, path: str | Path) -> dict[str, tuple[int, int | Non
     while True:
         try:
             with sinks.open_reader(kind, path) as con:
-                rows = con.execute(queries.LAST_RECORDS).fetchall()
+                present = {table for (table,) in con.execute(queries.RELATIONS).fetchall()}
+                rows = con.execute(queries.last_records(present)).fetchall()
             break
         except duckdb.Error as e:
             if "lock" in str(e).lower() and time.monotonic() < deadline:

@@ -303,10 +303,13 @@ def store_exists(kind: str, path: str | Path) -> bool:
     return Path(path).exists()
 
 
-def _read_store(kind: str, path: str | Path, sql: str, what: str, wait_s: float) -> list[tuple]:
-    """The rows of `sql` over the store, or none when the store is new or cannot be read
-    (logged: the caller then starts as if it knew nothing). A store locked by its writer is
-    tried again for up to `wait_s` seconds: the writer lets it go between flushes."""
+def _read_store(
+    kind: str, path: str | Path, sql: Callable[[set[str]], str], what: str, wait_s: float
+) -> list[tuple]:
+    """The rows of `sql(the store's relations)` over the store, or none when the store is new
+    or cannot be read (logged: the caller then starts as if it knew nothing). A store locked
+    by its writer is tried again for up to `wait_s` seconds: the writer lets it go between
+    flushes."""
     import duckdb
 
     if not store_exists(kind, path):
@@ -315,7 +318,8 @@ def _read_store(kind: str, path: str | Path, sql: str, what: str, wait_s: float)
     while True:
         try:
             with open_reader(kind, path) as con:
-                return con.execute(sql).fetchall()
+                present = {table for (table,) in con.execute(queries.RELATIONS).fetchall()}
+                return con.execute(sql(present)).fetchall()
         except duckdb.Error as e:
             if is_lock_error(e) and time.monotonic() < deadline:
                 time.sleep(0.02)
@@ -330,7 +334,7 @@ def open_positions(
     """{account: [(category, symbol, position_idx)]} last seen open in the store, for a
     (re)started collector's first resync (with none, the resync falls back to the exchange's
     listing alone)."""
-    rows = _read_store(kind, path, queries.OPEN_POSITIONS, "open positions", wait_s)
+    rows = _read_store(kind, path, lambda _: queries.OPEN_POSITIONS, "open positions", wait_s)
     found: dict[str, list[tuple[str, str, int]]] = {}
     for account, category, symbol, idx in rows:
         found.setdefault(account, []).append((category, symbol, idx))
@@ -339,6 +343,6 @@ def open_positions(
 
 def ledger_complete(kind: str, path: str | Path, *, wait_s: float = 0.0) -> dict[str, int]:
     """{account: epoch ms} up to which the store holds the account's ledger complete
-    (`queries.LEDGER_COMPLETE`), where a (re)started collector's backfill starts."""
-    rows = _read_store(kind, path, queries.LEDGER_COMPLETE, "the ledger's coverage", wait_s)
+    (`queries.ledger_complete`), where a (re)started collector's backfill starts."""
+    rows = _read_store(kind, path, queries.ledger_complete, "the ledger's coverage", wait_s)
     return {account: int(ms) for account, ms in rows if ms is not None}

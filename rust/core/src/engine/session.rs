@@ -239,8 +239,9 @@ impl Session {
         let resync = self.spawn_resync();
         let ended = self.read(&mut socket, conn_id.as_deref()).await;
         // With its connection: the next one reads again, and a backfill that finished after
-        // its connection was lost would claim a window no stream watched (`LEDGER_COMPLETE`
-        // takes `backfilled` to be followed by its own connection's loss).
+        // its connection was lost would claim a window no stream watched
+        // (`queries.ledger_complete` takes `backfilled` to be followed by its own
+        // connection's loss).
         if let Some(task) = resync {
             task.abort();
         }
