@@ -140,3 +140,31 @@ def test_the_ledger_is_whole_after_the_service_was_killed_and_down_for_15_s(tmp_
         f"AND exchange_ts > make_timestamptz({int(killed_at * 1e6)}::BIGINT)"
     )[0]
     assert rest > 0
+
+
+def test_a_backfill_that_fails_is_a_gap_of_each_kind(tmp_path):
+    # Every REST request fails (retCode 10016), tried once: no backfill can succeed.
+    run = start_sim(tmp_path, accounts=2, seed=64, duration=3, faults=("--rest-error-rate", "1"))
+    with run.accounts.open("a") as f:
+        f.write("  rest_attempts: 1\n")  # in the engine mapping the file ends with
+    run.start_service("--duration", "6")
+    assert run.wait_service() == 0, run.outputs[-1]
+    run.finish_sim()
+    failed = run.query(
+        "SELECT account_id, kind, count(*) FROM ledger_gaps "
+        "WHERE reason LIKE 'backfill failed: %retCode 10016%' GROUP BY ALL ORDER BY ALL"
+    )
+    assert run.query("SELECT count(*) FROM execution_events")[0][0] > 0, "the stream delivered"
+    accounts = [
+        a
+        for (a,) in run.query(
+            "SELECT DISTINCT account_id FROM connection_events WHERE event = 'subscribed'"
+        )
+    ]
+    assert len(accounts) == 2
+    kinds = {(a, k) for a, k, _ in failed}
+    assert kinds == {(a, k) for a in accounts for k in ("execution", "order")}
+    assert run.query("SELECT count(*) FROM connection_events WHERE event = 'backfilled'") == [(0,)]
+    assert run.query(
+        "SELECT count(DISTINCT account_id) FROM connection_events WHERE event = 'backfill_failed'"
+    ) == [(len(accounts),)]

@@ -167,8 +167,9 @@ pub struct BackfillSummary {
 }
 
 /// Reads every window of every kind the account subscribes to, in every category it trades,
-/// into the shared tables; records the gaps the plans name. `Err` names what failed (the
-/// caller records the window as a gap and the next connection reads it again).
+/// into the shared tables; records the gaps the plans name. A kind that fails is reported
+/// with its plan and why (the caller records its window as a gap; the next connection reads
+/// it again), and the other kinds are still read.
 pub async fn backfill(
     rest: &RestClient,
     account: &AccountSpec,
@@ -176,20 +177,21 @@ pub async fn backfill(
     batcher: &Batcher,
     complete_ms: Option<i64>,
     depth_ms: i64,
-) -> Result<BackfillSummary, (Plan, String)> {
+) -> (BackfillSummary, Vec<(Plan, String)>) {
     let now_ms = now_us() / 1000;
     let mut summary = BackfillSummary::default();
+    let mut failed = Vec::new();
     for kind in kinds(account) {
         let plan = plan(kind, complete_ms, now_ms, depth_ms);
         record_gaps(batcher, account, &plan);
         if let Err(why) = read_plan(rest, account, base, batcher, &plan, &mut summary).await {
-            return Err((plan, why));
+            failed.push((plan, why));
         }
     }
-    Ok(summary)
+    (summary, failed)
 }
 
-/// Writes the plan's gaps (and, with `failure`, its whole range) to `ledger_gaps`.
+/// Writes the plan's gaps (what REST cannot give back) to `ledger_gaps`.
 pub fn record_gaps(batcher: &Batcher, account: &AccountSpec, plan: &Plan) {
     for &(start, end, reason) in &plan.gaps {
         record_gap(batcher, account, plan.kind, (start, end), reason);

@@ -290,7 +290,7 @@ impl Session {
             }
             let depth_ms = i64::try_from(shared.config.backfill_depth.as_millis()).unwrap_or(0);
             let complete_ms = ledger.complete_ms();
-            let result = ledger::backfill(
+            let (summary, failed) = ledger::backfill(
                 &shared.rest,
                 &account,
                 &base,
@@ -299,22 +299,19 @@ impl Session {
                 depth_ms,
             )
             .await;
-            match result {
-                Ok(summary) => {
-                    ledger.backfilled(connection);
-                    let reason =
-                        format!("{} rows from {} requests", summary.rows, summary.requests);
-                    record(Event::Backfilled, &reason);
-                }
-                Err((plan, why)) => {
-                    // The next connection reads the window again (the mark stays); if none
-                    // comes, the record says what may be missing.
-                    let reason = record(Event::BackfillFailed, &why);
-                    stats.set_error(&reason);
-                    let reason = format!("backfill failed: {reason}");
-                    let window = (plan.from_ms, plan.to_ms);
-                    ledger::record_gap(&shared.batcher, &account, plan.kind, window, &reason);
-                }
+            if failed.is_empty() {
+                ledger.backfilled(connection);
+                let reason = format!("{} rows from {} requests", summary.rows, summary.requests);
+                record(Event::Backfilled, &reason);
+            }
+            for (plan, why) in failed {
+                // The next connection reads the window again (the mark stays); if none
+                // comes, the record says what may be missing.
+                let reason = record(Event::BackfillFailed, &why);
+                stats.set_error(&reason);
+                let reason = format!("backfill failed: {reason}");
+                let window = (plan.from_ms, plan.to_ms);
+                ledger::record_gap(&shared.batcher, &account, plan.kind, window, &reason);
             }
         }))
     }
