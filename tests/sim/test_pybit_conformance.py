@@ -39,6 +39,18 @@ class SentSubscriptions(dict):
         raise KeyError(req_id)
 
 
+def private_websocket(
+    monkeypatch: pytest.MonkeyPatch, ex: Exchange, api_key: str, api_secret: str
+) -> unified_trading.WebSocket:
+    """pybit's private WebSocket, pointed at the simulator."""
+    monkeypatch.setattr(unified_trading, "PRIVATE_WSS", ex.ws_url)
+    ws = unified_trading.WebSocket(
+        channel_type="private", testnet=False, api_key=api_key, api_secret=api_secret
+    )
+    ws.subscriptions = SentSubscriptions()
+    return ws
+
+
 def http_client(ex: Exchange, api_key: str, api_secret: str) -> unified_trading.HTTP:
     session = unified_trading.HTTP(api_key=api_key, api_secret=api_secret, max_retries=1)
     session.endpoint = ex.rest_url
@@ -49,16 +61,9 @@ def test_pybit_websocket_authenticates_subscribes_and_receives(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     with Exchange(accounts=2, seed=11, trade_rate=10).running_in_thread() as ex:
-        monkeypatch.setattr(unified_trading, "PRIVATE_WSS", ex.ws_url)
         account = ex.accounts[0]
         received: queue.Queue[dict[str, Any]] = queue.Queue()
-        ws = unified_trading.WebSocket(
-            channel_type="private",
-            testnet=False,
-            api_key=account.api_key,
-            api_secret=account.api_secret,
-        )
-        ws.subscriptions = SentSubscriptions()
+        ws = private_websocket(monkeypatch, ex, account.api_key, account.api_secret)
         try:
             ws.position_stream(received.put)
             ws.wallet_stream(received.put)
@@ -77,16 +82,9 @@ def test_pybit_websocket_authenticates_subscribes_and_receives(
 
 def test_pybit_websocket_receives_executions_and_orders(monkeypatch: pytest.MonkeyPatch) -> None:
     with Exchange(accounts=1, seed=11, trade_rate=10).running_in_thread() as ex:
-        monkeypatch.setattr(unified_trading, "PRIVATE_WSS", ex.ws_url)
         account = ex.accounts[0]
         received: queue.Queue[dict[str, Any]] = queue.Queue()
-        ws = unified_trading.WebSocket(
-            channel_type="private",
-            testnet=False,
-            api_key=account.api_key,
-            api_secret=account.api_secret,
-        )
-        ws.subscriptions = SentSubscriptions()
+        ws = private_websocket(monkeypatch, ex, account.api_key, account.api_secret)
         try:
             ws.execution_stream(received.put)
             ws.order_stream(received.put)

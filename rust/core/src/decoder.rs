@@ -124,20 +124,32 @@ trait Element<'a>: Deserialize<'a> {
     ) -> Result<usize, RowError>;
 }
 
-impl<'a> Element<'a> for PositionElement<'a> {
-    fn append_to(
-        &self,
-        b: &mut Builders,
-        category: Option<&str>,
-        provenance: &Provenance<'_>,
-        raw_json: Option<&str>,
-    ) -> Result<usize, RowError> {
-        b.positions
-            .append(self, category, provenance, raw_json)
-            .map(|()| 1)
-    }
+/// The kinds whose builders take the topic's category and append one row an element.
+macro_rules! one_row_element {
+    ($($ty:ident => $builders:ident),* $(,)?) => {$(
+        impl<'a> Element<'a> for $ty<'a> {
+            fn append_to(
+                &self,
+                b: &mut Builders,
+                category: Option<&str>,
+                provenance: &Provenance<'_>,
+                raw_json: Option<&str>,
+            ) -> Result<usize, RowError> {
+                b.$builders
+                    .append(self, category, provenance, raw_json)
+                    .map(|()| 1)
+            }
+        }
+    )*};
 }
 
+one_row_element!(
+    PositionElement => positions,
+    ExecutionElement => executions,
+    OrderElement => orders,
+);
+
+/// A wallet element is a row per coin, and names its own account type (no category).
 impl<'a> Element<'a> for WalletElement<'a> {
     fn append_to(
         &self,
@@ -147,34 +159,6 @@ impl<'a> Element<'a> for WalletElement<'a> {
         raw_json: Option<&str>,
     ) -> Result<usize, RowError> {
         b.wallets.append(self, provenance, raw_json)
-    }
-}
-
-impl<'a> Element<'a> for ExecutionElement<'a> {
-    fn append_to(
-        &self,
-        b: &mut Builders,
-        category: Option<&str>,
-        provenance: &Provenance<'_>,
-        raw_json: Option<&str>,
-    ) -> Result<usize, RowError> {
-        b.executions
-            .append(self, category, provenance, raw_json)
-            .map(|()| 1)
-    }
-}
-
-impl<'a> Element<'a> for OrderElement<'a> {
-    fn append_to(
-        &self,
-        b: &mut Builders,
-        category: Option<&str>,
-        provenance: &Provenance<'_>,
-        raw_json: Option<&str>,
-    ) -> Result<usize, RowError> {
-        b.orders
-            .append(self, category, provenance, raw_json)
-            .map(|()| 1)
     }
 }
 
