@@ -2,7 +2,11 @@
 the store (exact decimals), `--accounts` and `--from`/`--to` narrow it, a store without ledger
 rows still renders, and a real headless browser (Debian's chromium, installed here when
 missing) draws every chart: each chart's area of the screenshot has coloured pixels, not just
-axes. Every process runs under a timeout that fails the test."""
+axes. The writer's commit delay (`store_commits`): a simulated run (the simulator and the
+service as processes) records every table it wrote, and the report's numbers equal the
+row-weighted quantiles computed here from the store's rows; a store made before
+`store_commits` renders and says the delay is not recorded. Every process runs under a
+timeout that fails the test."""
 
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import struct
 import subprocess
 import sys
@@ -27,7 +32,9 @@ import pyarrow as pa
 import pytest
 
 import ingestor
+from ingestor import queries
 from ingestor.sinks import open_reader, open_store
+from tests.service_helpers import start_sim
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 HOUR = timedelta(hours=1)
@@ -139,6 +146,38 @@ def events(account: str) -> list[dict]:
     return out
 
 
+#: The flushes a writer recorded in `write_store`'s store: (table, committed at, oldest row's
+#: arrival before it, rows). Weighted by rows, positions' p50 is 100 ms (90 of 100 rows), p99
+#: 5 s; unweighted, the middle flush would say 200 ms. A flush that added no row (every row a
+#: replay) counts for nothing, whatever its delay.
+COMMITS = (
+    ("position_snapshots", T0 + HOUR, timedelta(milliseconds=100), 90),
+    ("position_snapshots", T0 + 2 * HOUR, timedelta(milliseconds=200), 5),
+    ("position_snapshots", T0 + 3 * HOUR, timedelta(seconds=5), 5),
+    ("position_snapshots", T0 + 4 * HOUR, timedelta(seconds=9), 0),
+    ("wallet_snapshots", T0 + 35 * HOUR, timedelta(milliseconds=250), 39),
+)
+
+
+def commit_rows() -> pa.RecordBatch:
+    return table(
+        queries.STORE_COMMITS,
+        [
+            {
+                "local_ts": at,
+                "table_name": name,
+                "rows": rows,
+                "oldest_local_ts": at - delay,
+                "newest_local_ts": at - delay / 2,
+                "writer_pid": 4242,
+                "flush_seq": n + 1,
+                "write_us": 1500,
+            }
+            for n, (name, at, delay, rows) in enumerate(COMMITS)
+        ],
+    )
+
+
 def write_store(path: Path, ledger: bool = True) -> Path:
     sink = open_store("duckdb", path)
     sink.create()
@@ -163,6 +202,7 @@ def write_store(path: Path, ledger: bool = True) -> Path:
             "local_ts": T0 + 12 * HOUR,
         }
         batches.append(("ledger_gaps", table("ledger_gaps", [gap])))  # fmt: skip
+    batches.append((queries.STORE_COMMITS, commit_rows()))
     sink.write(batches)
     sink.close()
     return path
@@ -242,7 +282,18 @@ def test_the_report_holds_the_stores_accounts_and_exact_totals(store, tmp_path):
     assert summary["backfills"] == 2
     assert summary["rejects"] == 1
     assert summary["reconnects"] == 1
-    assert "commit delay is not in the store" in page
+    # The commit delay, weighted by rows (µs), the flush that added nothing left out.
+    assert summary["commit_delay"] == {
+        "position_snapshots": {
+            "flushes": 3, "rows": 100, "p50_us": 100_000, "p99_us": 5_000_000,
+            "max_us": 5_000_000,
+        },
+        "wallet_snapshots": {
+            "flushes": 1, "rows": 39, "p50_us": 250_000, "p99_us": 250_000, "max_us": 250_000,
+        },
+    }  # fmt: skip
+    assert summary["commit_delay"] == expected_commit_delay(store, "duckdb", summary)
+    assert "Commit delay" in page and "not recorded in this store" not in page
     assert "<script src=" not in page and "<link" not in page  # nothing fetched: offline
 
 
@@ -265,6 +316,99 @@ def test_a_store_without_ledger_rows_still_renders(tmp_path):
     assert summary["pnl"] == {} and summary["pnl_total"] == {}
     assert summary["ledger_gaps"] == 0
     assert "Plotly.newPlot" in page
+
+
+def test_a_store_made_before_store_commits_renders_and_says_so(tmp_path):
+    """The previous version's store: its writer kept no record of its commits."""
+    old = write_store(tmp_path / "old.duckdb")
+    import duckdb
+
+    with duckdb.connect(str(old)) as con:
+        con.execute(f"DROP VIEW {queries.STORE_COMMITS}")
+        con.execute(f"DROP TABLE {queries.cold(queries.STORE_COMMITS)}")
+    summary, page, _ = run_report(old, tmp_path / "old.html")
+    assert summary["accounts"] == list(ACCOUNTS)
+    assert summary["commit_delay"] is None
+    assert "commit delay is not recorded in this store" in page
+    assert summary["reconnects"] == 1  # the rest of capture health is there
+
+
+def weighted_quantile(flushes: list[tuple[int, int]], q: int) -> int:
+    """The smallest delay whose flushes at or under it hold at least q% of the rows
+    ((delay µs, rows) pairs), computed here, apart from the report's SQL."""
+    total = sum(rows for _, rows in flushes)
+    upto = 0
+    for delay, rows in sorted(flushes):
+        upto += rows
+        if upto * 100 >= total * q:
+            return delay
+    raise AssertionError("no rows")
+
+
+def expected_commit_delay(store: Path, sink: str, summary: dict) -> dict:
+    """What the report should say of the store's commits in its range, from the rows."""
+    with open_reader(sink, store) as con:
+        rows = con.execute(
+            "SELECT table_name, epoch_us(local_ts) - epoch_us(oldest_local_ts), rows "
+            "FROM store_commits WHERE rows > 0 AND local_ts BETWEEN ?::TIMESTAMPTZ "
+            "AND ?::TIMESTAMPTZ",
+            [summary["start"], summary["stop"]],
+        ).fetchall()
+    by_table: dict[str, list[tuple[int, int]]] = {}
+    for name, delay, n in rows:
+        by_table.setdefault(name, []).append((delay, n))
+    return {
+        name: {
+            "flushes": len(flushes),
+            "rows": sum(n for _, n in flushes),
+            "p50_us": weighted_quantile(flushes, 50),
+            "p99_us": weighted_quantile(flushes, 99),
+            "max_us": max(d for d, _ in flushes),
+        }
+        for name, flushes in by_table.items()
+    }
+
+
+@pytest.mark.parametrize("sink", ["duckdb", "ducklake"])
+def test_a_simulated_runs_report_shows_the_commit_delay_of_every_table_written(tmp_path, sink):
+    run = start_sim(tmp_path, accounts=6, seed=41, duration=3, sink=sink,
+                    faults=("--broken-frame-rate", "0.05", "--duplicate-rate", "0.1"))  # fmt: skip
+    run.start_service("--duration", "7")
+    assert run.wait_service() == 0, run.outputs[-1]
+    # Its market closed at --duration: one signal ends the grace (no truth needed here).
+    run.sim.send_signal(signal.SIGINT)
+    _, err = run.sim.communicate(timeout=60)
+    assert run.sim.returncode == 0, err
+    data = [t for t in queries.TABLES if t != queries.STORE_COMMITS]
+    stored = {t: n for t in data if (n := run.query(f"SELECT count(*) FROM {t}")[0][0])}
+    assert {"position_snapshots", "wallet_snapshots", "connection_events", "rejects"} <= set(
+        stored
+    ), stored
+    recorded = dict(
+        run.query("SELECT table_name, sum(rows)::BIGINT FROM store_commits GROUP BY ALL")
+    )
+    # Every table written has its flushes recorded, and only those.
+    assert set(recorded) == set(stored), (recorded, stored)
+    for name, count in stored.items():
+        if sink == "ducklake":
+            assert recorded[name] == count, name  # the lake's dedup told: exact
+        else:
+            # The hot tier takes every row handed, replays too (its views answer them once).
+            assert recorded[name] >= count, name
+    # Readable only once its newest row had arrived; the oldest arrived first.
+    assert run.query(
+        "SELECT count(*) FROM store_commits "
+        "WHERE NOT (oldest_local_ts <= newest_local_ts AND newest_local_ts <= local_ts)"
+    ) == [(0,)]
+    assert run.query("SELECT count(DISTINCT writer_pid) FROM store_commits") == [(1,)]
+    summary, page, _ = run_report(run.store, tmp_path / "run.html", "--sink", sink)
+    expected = expected_commit_delay(run.store, sink, summary)
+    assert set(expected) == set(stored), "the default range holds every flush"
+    assert summary["commit_delay"] == expected
+    for name, delay in expected.items():
+        # Flushes wait for the collectors' cut (flush_interval 0.2 s here): not 0, not minutes.
+        assert 0 < delay["p50_us"] <= delay["p99_us"] <= delay["max_us"] < 60_000_000, name
+    assert "Commit delay" in page
 
 
 def test_an_empty_store_renders(tmp_path):
@@ -465,8 +609,8 @@ def test_every_chart_is_drawn_in_a_headless_browser(store, tmp_path):
         blank = drawn(browser, tmp_path / "empty.html", tmp_path / "empty.png")
     finally:
         browser.close()
-    # equity (box, accounts), 2 accounts' daily ledger, exposure, coverage, 3 of health
-    assert len(charts) == 9, charts
+    # equity (box, accounts), 2 accounts' daily ledger, exposure, coverage, 4 of health
+    assert len(charts) == 10, charts
     for title, coloured in charts:
         # One marker of the reconnects (size 10 at half scale) is some 20 pixels.
         assert coloured >= 15, f"{title!r} looks blank: {coloured} coloured pixels"

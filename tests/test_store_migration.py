@@ -1,6 +1,7 @@
 """A store written by an earlier version (before Bybit's newer fields became columns) keeps
-working: opened by today's writer it gets the new columns, loses no row, and takes new rows
-with their values; its old rows read NULL there. Every store kind, real files."""
+working: opened by today's writer it gets the new columns and the new table (`store_commits`,
+the writer's record of its commits), loses no row, and takes new rows with their values; its
+old rows read NULL there. Every store kind, real files."""
 
 from __future__ import annotations
 
@@ -21,6 +22,10 @@ NEW_COLUMNS = {
     "position_snapshots": ("break_even_price", "open_ts", "delta", "gamma", "vega", "theta"),
     "wallet_snapshots": ("col_res",),
 }
+
+
+#: The tables the previous version made: all but the writer's record of its commits.
+PREVIOUS_TABLES = tuple(t for t in queries.TABLES if t != queries.STORE_COMMITS)
 
 
 def previous_schema(table: str) -> pa.Schema:
@@ -45,17 +50,25 @@ def make_previous_store(kind: str, path: Path) -> None:
     old = ingestor.decode([position_push("old-1", 1_700_000_000_000, "1", 1)], account_id="a")
     rows = as_previous("position_snapshots", old["position_snapshots"])
     if kind == "parquet":
-        from ingestor.sinks.parquet_store import ParquetStore, build_catalog
+        import duckdb
+
+        from ingestor.sinks.parquet_files import CATALOG, table_glob
+        from ingestor.sinks.parquet_store import ParquetStore
 
         store = ParquetStore(path)
         store.root.mkdir()
         day = rows.column("exchange_ts")[0].as_py().date()
-        for table in queries.TABLES:
+        for table in PREVIOUS_TABLES:
             store._write(table, day, previous_schema(table).empty_table())
         store._write("position_snapshots", day, pa.Table.from_batches([rows]))
-        build_catalog(store.root)
+        # Its catalog, as the previous version built it: views of its own tables only.
+        with duckdb.connect(str(store.root / CATALOG)) as con:
+            for table in PREVIOUS_TABLES:
+                con.execute(queries.parquet_table_view(table, table_glob(store.root, table)))
+            for statement in queries.VIEWS:
+                con.execute(statement)
         return
-    create = [queries.create_table(t, previous_schema(t)) for t in queries.TABLES]
+    create = [queries.create_table(t, previous_schema(t)) for t in PREVIOUS_TABLES]
     if kind == "duckdb":
         import duckdb
 
@@ -90,6 +103,7 @@ def test_a_store_of_the_previous_schema_gets_the_new_columns_and_keeps_its_rows(
         assert "made by an earlier version: added 7 columns" in caplog.text
     new = ingestor.decode([with_new_fields("new-1", 1_700_000_001_000, 2)], account_id="a")
     assert store.write([("position_snapshots", new["position_snapshots"])]) == 1
+    assert store.write([(queries.STORE_COMMITS, commit_record(1))]) == 1
     store.close()
     with open_reader(kind, path) as con:
         rows = con.execute(
@@ -104,6 +118,25 @@ def test_a_store_of_the_previous_schema_gets_the_new_columns_and_keeps_its_rows(
         assert latest == [("new-1", Decimal("30123.45"))]
         wallet_columns = {r[0] for r in con.execute("DESCRIBE wallet_snapshots").fetchall()}
         assert "col_res" in wallet_columns
+        # The writer's record of its commits, new to this version, is there and takes rows.
+        assert con.execute("SELECT table_name, rows FROM store_commits").fetchall() == [
+            ("position_snapshots", 1)
+        ]
+
+
+def commit_record(rows: int) -> pa.RecordBatch:
+    at = pa.array([1_700_000_002_000_000], pa.timestamp("us", "UTC"))
+    columns = {
+        "local_ts": at,
+        "table_name": ["position_snapshots"],
+        "rows": [rows],
+        "oldest_local_ts": at,
+        "newest_local_ts": at,
+        "writer_pid": [1],
+        "flush_seq": [1],
+        "write_us": [10],
+    }
+    return pa.RecordBatch.from_pydict(columns, schema=ingestor.schemas()[queries.STORE_COMMITS])
 
 
 def test_a_second_start_adds_nothing(tmp_path, caplog):

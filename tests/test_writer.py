@@ -11,7 +11,7 @@ import duckdb
 import pyarrow as pa
 
 import ingestor
-from ingestor import _core
+from ingestor import _core, queries
 from ingestor.config import Settings, Sink
 from ingestor.service import writer
 from ingestor.service.messages import ACK, BATCH, END, STORE_HEALTH, to_ipc
@@ -21,14 +21,17 @@ from tests.test_duckdb_store import position_push
 
 
 class RecordingStore(DuckDBStore):
-    """The real store, noting the rows each commit was given."""
+    """The real store, noting the data rows each commit was given (the writer's record of
+    its commits, `store_commits`, rides along and is not data)."""
 
     def __init__(self, path, commits: list[int]) -> None:
         super().__init__(path)
         self.commits = commits
 
     def write(self, batches):
-        self.commits.append(sum(b.num_rows for _, b in batches))
+        data = sum(b.num_rows for t, b in batches if t != queries.STORE_COMMITS)
+        if data:
+            self.commits.append(data)
         return super().write(batches)
 
 
@@ -84,6 +87,12 @@ def test_a_backlog_is_committed_in_commits_of_about_commit_rows(tmp_path, monkey
         assert con.execute("SELECT count(*) FROM position_snapshots").fetchone() == (50,)
     acks = [r[1] for r in replies if r[0] == ACK]
     assert acks == sorted(acks) and acks[-1] == 10, "every batch acknowledged, in order"
+    with duckdb.connect(str(path), read_only=True) as con:
+        recorded = con.execute(
+            "SELECT flush_seq, table_name, rows FROM store_commits ORDER BY flush_seq"
+        ).fetchall()
+    # Each commit recorded once, the last one's record written at close.
+    assert recorded == [(i + 1, "position_snapshots", n) for i, n in enumerate(commits)]
 
 
 def test_a_failing_commit_keeps_its_batches_and_is_retried(tmp_path, monkeypatch):

@@ -14,6 +14,13 @@ import pyarrow as pa
 
 from ingestor.decode import schemas
 
+#: The writer's record of its own commits: one row per table per flush it committed (when the
+#: rows became readable, how many, the oldest and newest `local_ts` among them), written with
+#: the next flush (service/writer.py). Its schema comes from the Rust core like the others'
+#: (rust/core/src/store_commits.rs), so every store creates, migrates, deduplicates and
+#: partitions it through the same generic path; it has no account.
+STORE_COMMITS = "store_commits"
+
 #: The order tables are created and written in.
 TABLES = (
     "position_snapshots",
@@ -23,6 +30,7 @@ TABLES = (
     "ledger_gaps",
     "rejects",
     "connection_events",
+    STORE_COMMITS,
 )
 
 
@@ -84,6 +92,10 @@ DEDUP: dict[str, Dedup] = {
     "rejects": Dedup(
         ("account_id", "local_ts", "source", "message_id", "reason", "raw"), "local_ts"
     ),
+    # A writer stamps one instant per flush (µs), so a writer, an instant and a table are one
+    # flush's record of that table: a batch of them delivered again (a spooled flush drained
+    # twice) adds nothing.
+    STORE_COMMITS: Dedup(("writer_pid", "local_ts", "table_name"), "local_ts"),
 }
 
 POSITION_KEY = "account_id, category, symbol, position_idx"
@@ -612,10 +624,11 @@ def history_views(globs: dict[str, str] | None, state: bool) -> list[str]:
             # the view keeps the first arrival, as the move does, and each push row without
             # a message id. (A replay of a row already moved is dropped by its own move.)
             dedup = DEDUP[table]
-            keys = list(dedup.keys)
+            # Qualified: `hot_moved` has a `table_name` too (and `store_commits` keys on one).
+            keys = [f"h.{k}" for k in dedup.keys]
             if dedup.by_message:
                 keys += [
-                    f"CASE WHEN message_id IS NULL THEN {c} END"
+                    f"CASE WHEN h.message_id IS NULL THEN {c} END"
                     for c in ("h.filename", "h.file_row_number")
                 ]
             statements.append(f"""
@@ -1007,9 +1020,8 @@ def parquet_table_view(table: str, glob: str) -> str:
 #
 # Every query reads the shipped views and macros (`latest_*`, `positions_asof`,
 # `wallets_asof`, `wallets_every`, `pnl_daily`, `gaps`) or the small event tables
-# (`connection_events`, `ledger_gaps`, `rejects`), never a reimplementation of them, so the
-# report answers what `ingestor query` answers and costs what those cost. Kept apart from
-# queries.py (the store's own SQL) because nothing but the report runs it.
+# (`connection_events`, `ledger_gaps`, `rejects`, `store_commits`), never a reimplementation
+# of them, so the report answers what `ingestor query` answers and costs what those cost.
 #
 # Parameters are DuckDB named parameters: `$start`, `$stop` (TIMESTAMPTZ), `$step`
 # (INTERVAL) and `$accounts` (VARCHAR[]; empty: every account). Amounts stay DECIMAL(38,18)
@@ -1024,6 +1036,8 @@ REPORT_ACCOUNT_FILTER = (
 #: its report says so instead of failing.
 REPORT_LEDGER_RELATIONS = ("execution_events", "pnl_daily")
 REPORT_LEDGER_GAP_RELATIONS = ("ledger_gaps",)
+#: A store made before the writer recorded its commits has no commit delay to show.
+REPORT_COMMIT_RELATIONS = (STORE_COMMITS,)
 
 #: The coin a position's value, PnL and margin are in, by Bybit's symbol names as queries.py's
 #: SETTLE_COIN reads them for executions (inverse: the base coin; linear: USDT or USDC); a
@@ -1038,8 +1052,10 @@ SELECT function_name FROM duckdb_functions() WHERE function_type = 'table_macro'
 """
 
 
-def report_store_range(ledger: bool) -> str:
-    """The first and last instant the store holds, whatever table holds it."""
+def report_store_range(ledger: bool, commits: bool = False) -> str:
+    """The first and last instant the store holds, whatever table holds it (with `commits`,
+    `store_commits` too: a run's last flushes become readable after its last row arrived,
+    and the default range should show their delay)."""
     parts = [
         "SELECT min(exchange_ts) AS lo, max(exchange_ts) AS hi FROM wallet_snapshots",
         "SELECT min(exchange_ts), max(exchange_ts) FROM position_snapshots",
@@ -1047,6 +1063,8 @@ def report_store_range(ledger: bool) -> str:
     ]
     if ledger:
         parts.append("SELECT min(exchange_ts), max(exchange_ts) FROM execution_events")
+    if commits:
+        parts.append(f"SELECT min(local_ts), max(local_ts) FROM {STORE_COMMITS}")
     return f"SELECT min(lo), max(hi) FROM ({' UNION ALL '.join(parts)})"
 
 
@@ -1227,8 +1245,8 @@ ORDER BY bucket
 def report_capture_lag(ledger: bool) -> str:
     """The exchange-to-capture lag per table and step of the range: a row's `local_ts` (its
     arrival) minus its `creation_ts` (the push's creationTime), in ms, REST rows aside (their
-    creation time is the answer's). The writer's commit delay is not in the store (only in
-    `/metrics`, `ingestor_flush_duration_seconds`): this is what the store can tell."""
+    creation time is the answer's). What follows arrival, up to the commit, is
+    `report_commit_delay`."""
     tables = ["position_snapshots", "wallet_snapshots"]
     if ledger:
         tables.append("execution_events")
@@ -1244,6 +1262,46 @@ def report_capture_lag(ledger: bool) -> str:
            approx_quantile(lag_us, 0.99) / 1000.0 AS p99_ms,
            max(lag_us) / 1000.0 AS max_ms, count(*) AS rows
     FROM ({parts})
+    GROUP BY ALL
+    ORDER BY table_name, bucket
+    """
+
+
+def report_commit_delay(over_time: bool) -> str:
+    """The writer's commit delay, from `store_commits`: per table (and, with `over_time`, per
+    step of the range, by the commit's instant), over the flushes committed in the range that
+    added rows.
+
+    A flush's delay is its commit instant (`local_ts`: its rows readable) minus its oldest
+    row's arrival (`oldest_local_ts`, when the collector received the frame), in µs: the
+    longest any row of that flush waited, through the collector's batching
+    (`flush_interval`), the relay, the writer's gathering and the store's write. Every other
+    row of the flush waited less (as little as `local_ts - newest_local_ts`), so the numbers
+    are an upper bound of each row's delay. The quantiles are weighted by the flush's rows:
+    `p99_us` is the smallest delay such that the flushes at or under it hold at least 99% of
+    the rows (so "99% of the rows were readable within p99_us of their arrival, at most"),
+    exact, not approximate (integers compared, no floats); `max_us` is the worst flush's.
+    The box's whole capture: a flush has no account, so `--accounts` does not narrow it."""
+    bucket = "time_bucket($step, local_ts, $start)" if over_time else "NULL::TIMESTAMPTZ"
+    return f"""
+    WITH f AS (
+        SELECT table_name, {bucket} AS bucket, rows,
+               epoch_us(local_ts) - epoch_us(oldest_local_ts) AS delay_us
+        FROM {STORE_COMMITS}
+        WHERE rows > 0 AND local_ts BETWEEN $start AND $stop
+    ),
+    w AS (
+        SELECT *,
+               sum(rows) OVER (PARTITION BY table_name, bucket ORDER BY delay_us
+                               ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS upto,
+               sum(rows) OVER (PARTITION BY table_name, bucket) AS total
+        FROM f
+    )
+    SELECT table_name, bucket,
+           min(delay_us) FILTER (WHERE upto * 100 >= total * 50) AS p50_us,
+           min(delay_us) FILTER (WHERE upto * 100 >= total * 99) AS p99_us,
+           max(delay_us) AS max_us, count(*) AS flushes, sum(rows)::BIGINT AS rows
+    FROM w
     GROUP BY ALL
     ORDER BY table_name, bucket
     """

@@ -18,8 +18,11 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from ingestor.config import Settings, relay_budget_bytes
+from ingestor.decode import schemas
+from ingestor.queries import STORE_COMMITS
 from ingestor.service.messages import ACK, BATCH, END, STORE_HEALTH, WRITER_STATS, from_ipc
 from ingestor.service.meter import Meter
 from ingestor.sinks import Store, faults, open_store
@@ -56,6 +59,89 @@ class Pending:
     batch: pa.RecordBatch
     #: Its size as it came (Arrow IPC bytes).
     size: int
+
+
+class CommitLog:
+    """The writer's record of its own commits (`queries.STORE_COMMITS`): a row per table per
+    flush committed, kept here until the next flush carries it into the store (and, at the
+    end, one small write of its own), so recording costs no commit of its own during capture.
+
+    Never recorded: its own rows (a record of a record would never end), and the rows of a
+    lake's flush that went to its spool instead (the store says none of them committed now;
+    the drain that commits them later is the store's, not a flush of this writer's)."""
+
+    def __init__(self) -> None:
+        self.pid = os.getpid()
+        self.flush_seq = 0
+        #: Rows waiting for a write, as columns (a few a flush: Python lists are cheap here).
+        self.columns: dict[str, list] = {name: [] for name in schemas()[STORE_COMMITS].names}
+        #: Writes in a row that carried these rows and failed where the same write without
+        #: them succeeded: at two, recording stops (see `Writer._attempt`).
+        self.refused = 0
+        self.enabled = True
+
+    def __len__(self) -> int:
+        return len(self.columns["local_ts"])
+
+    def record(
+        self,
+        chunk: list[Pending],
+        committed_us: int,
+        write_us: int,
+        told: dict[str, int] | None,
+    ) -> None:
+        """The rows of a flush that committed at `committed_us` (µs since the epoch, UTC),
+        its write having taken `write_us`. `told`: the rows the store says it committed of
+        each table (after its dedup), where it says; else the rows handed count."""
+        tables: dict[str, list[int]] = {}  # table -> [rows handed, oldest, newest] (µs)
+        for p in chunk:
+            if p.table == STORE_COMMITS or not p.batch.num_rows:
+                continue
+            bounds = pc.min_max(p.batch.column("local_ts").cast(pa.int64()))
+            oldest, newest = bounds["min"].as_py(), bounds["max"].as_py()
+            seen = tables.get(p.table)
+            if seen is None:
+                tables[p.table] = [p.batch.num_rows, oldest, newest]
+            else:
+                seen[0] += p.batch.num_rows
+                seen[1], seen[2] = min(seen[1], oldest), max(seen[2], newest)
+        if not tables:
+            return
+        self.flush_seq += 1
+        for table, (handed, oldest, newest) in tables.items():
+            if told is not None and table not in told:
+                continue  # spooled, not committed now (a lake that refused)
+            row = {
+                "local_ts": committed_us,
+                "table_name": table,
+                "rows": handed if told is None else told[table],
+                "oldest_local_ts": oldest,
+                "newest_local_ts": newest,
+                "writer_pid": self.pid,
+                "flush_seq": self.flush_seq,
+                "write_us": write_us,
+            }
+            for name, value in row.items():
+                self.columns[name].append(value)
+
+    def batch(self) -> pa.RecordBatch | None:
+        """The rows waiting, as one batch of the table's schema; None when there are none."""
+        if not len(self):
+            return None
+        schema = schemas()[STORE_COMMITS]
+        return pa.RecordBatch.from_arrays(
+            [pa.array(self.columns[f.name]).cast(f.type) for f in schema], schema=schema
+        )
+
+    def written(self, rows: int) -> None:
+        """The first `rows` rows are in the store now."""
+        for values in self.columns.values():
+            del values[:rows]
+
+    def drop(self) -> int:
+        dropped = len(self)
+        self.written(dropped)
+        return dropped
 
 
 @dataclass
@@ -98,6 +184,10 @@ class Writer:
         self._retry_wait = RETRY_FIRST_S
         self._failing_since = 0.0
         self._reported_move_failure: Exception | None = None
+        self.commits = CommitLog()
+        #: The last write failed: the next carries no `store_commits` rows, so a failing
+        #: store costs one attempt per retry, not two (see `_attempt`).
+        self._write_failed = False
 
     def add(self, seq: int, table: str, batch: pa.RecordBatch, size: int) -> None:
         self.pending.append(Pending(seq, table, batch, size))
@@ -144,14 +234,52 @@ class Writer:
             self.out.send((ACK, chunk[-1].seq))
 
     def _attempt(self, chunk: list[Pending]) -> bool:
+        """One write of `chunk`, carrying the `store_commits` rows of the flushes before it
+        (this flush's own are recorded once it has committed, for the next write).
+
+        Those rows must never make a write fail that would succeed without them: a write
+        that carried them and failed is tried again at once without them. If that one
+        succeeds they were what the store refused: they are kept for one more try, and a
+        second refusal drops them and stops recording, saying so (never silently). If it
+        fails too, the store is failing: the rows wait, and no retry carries them until a
+        write has succeeded again."""
         started = self.last_attempt = time.monotonic()
+        batches = [(p.table, p.batch) for p in chunk]
+        carried = self._commit_rows() if chunk and not self._write_failed else None
         try:
-            committed = self.store.write([(p.table, p.batch) for p in chunk])
+            try:
+                committed = self.store.write(
+                    batches + ([(STORE_COMMITS, carried)] if carried is not None else [])
+                )
+            except Exception as with_records:
+                if carried is None:
+                    raise
+                started = time.monotonic()
+                committed = self.store.write(batches)  # raises: the store is failing
+                self._records_refused(with_records, carried.num_rows)
+                carried = None
         except Exception as e:  # every store fault: the batches stay, the writer lives
+            self._write_failed = True
             self._failed(e, sum(p.batch.num_rows for p in chunk))
             return False
+        self._write_failed = False
+        done = time.monotonic()
+        self.last_flush_s = done - started
+        told = getattr(self.store, "last_rows", None)
+        if carried is not None:
+            # Not data: neither the flush's rows nor `ingestor_rows_committed_total` count
+            # them (the store's own count where it tells it: a lake's dedup).
+            self.commits.written(carried.num_rows)
+            self.commits.refused = 0  # only refusals in a row stop the recording
+            committed -= told.get(STORE_COMMITS, 0) if told is not None else carried.num_rows
+        if self.commits.enabled:
+            try:
+                self.commits.record(
+                    chunk, round(time.time() * 1_000_000), round(self.last_flush_s * 1e6), told
+                )
+            except Exception as e:  # a bug here must not undo a commit that succeeded
+                log.error("store_commits: flush not recorded (%s: %s)", type(e).__name__, e)
         self.written += committed
-        self.last_flush_s = time.monotonic() - started
         log.debug(
             "committed %d of %d rows (%d batches, %.1f MiB) in %.3f s",
             committed,
@@ -173,6 +301,63 @@ class Writer:
             self._send_health()
         self._retry_wait = RETRY_FIRST_S
         return True
+
+    def _commit_rows(self) -> pa.RecordBatch | None:
+        """The `store_commits` rows waiting, or None; a fault building them (a bug) drops
+        them, saying so, rather than fail the write."""
+        if not len(self.commits):
+            return None
+        try:
+            return self.commits.batch()
+        except Exception as e:
+            log.error(
+                "store_commits: %d rows (the record of earlier commits) dropped: %s: %s",
+                self.commits.drop(),
+                type(e).__name__,
+                e,
+            )
+            return None
+
+    def _records_refused(self, error: Exception, rows: int) -> None:
+        self.commits.refused += 1
+        if self.commits.refused < 2:
+            log.warning(
+                "the store refused a write with %d store_commits rows (%s: %s) and took it "
+                "without them; they are tried again with the next",
+                rows,
+                type(error).__name__,
+                error,
+            )
+            return
+        log.error(
+            "the store refused the store_commits rows again (%s: %s): %d rows dropped and the "
+            "commit delay is no longer recorded by this writer (pid %d)",
+            type(error).__name__,
+            error,
+            self.commits.drop(),
+            self.commits.pid,
+        )
+        self.commits.enabled = False
+
+    def finish_records(self) -> None:
+        """At the end: the record of the last flushes, in one small write of its own (before
+        `store.close()`, so a DuckDB file moves it in with the rest). A failure loses only
+        the record, and says how much of it."""
+        carried = self._commit_rows()
+        if carried is None:
+            return
+        try:
+            self.store.write([(STORE_COMMITS, carried)])
+        except Exception as e:
+            log.error(
+                "store_commits: the record of the last %d flushed tables could not be written "
+                "(%s: %s); every data row they record is in the store",
+                carried.num_rows,
+                type(e).__name__,
+                e,
+            )
+            return
+        self.commits.written(carried.num_rows)
 
     def _move_failure(self) -> Exception | None:
         """Why the store's moves fail (a DuckDB file's hot tier: rows safe on disk, not yet
@@ -318,7 +503,14 @@ def run(settings: Settings, inbox: Connection, out: Connection) -> None:
         if writer.ended and not writer.pending:
             break
     if writer.orphaned:
+        if len(writer.commits):
+            log.warning(
+                "store_commits: the record of the last %d flushed tables is lost with the "
+                "supervisor (their rows are committed)",
+                len(writer.commits),
+            )
         return
+    writer.finish_records()
     try:
         store.close()
     except Exception as e:

@@ -203,6 +203,10 @@ class DuckLakeStore:
         self._failing = False
         self.shard = shard
         self.checkpoints = Checkpoints()
+        #: Per table, the rows the last `write` committed of the batches it was handed, after
+        #: the dedup (a table spooled instead is absent): what the writer records in
+        #: `store_commits`.
+        self.last_rows: dict[str, int] = {}
 
     def _connection(self) -> duckdb.DuckDBPyConnection:
         # One connection for the writer's life: attaching costs a catalog round trip or more.
@@ -240,13 +244,15 @@ class DuckLakeStore:
         """Commits, or spools while the lake refuses (catalog down, retries spent); a fault
         of the spool itself (a full disk) raises and the caller keeps the batches."""
         committed = 0
+        self.last_rows = {}
         if len(self.spool):
             committed = self.drain()
             if len(self.spool):
                 self.spool.put(batches)
                 return committed
         try:
-            return committed + self._commit(batches)
+            self.last_rows = self._commit(batches)
+            return committed + sum(self.last_rows.values())
         except duckdb.Error as e:
             self._warn_failing(e)
             self.spool.put(batches)
@@ -258,7 +264,7 @@ class DuckLakeStore:
         if not files:
             return 0
         try:
-            rows = self._commit(batches)
+            rows = sum(self._commit(batches).values())
         except duckdb.Error as e:
             self._warn_failing(e)
             return 0
@@ -300,19 +306,21 @@ class DuckLakeStore:
         # catalog (and reconnects to a PostgreSQL server that went away).
         con.close()
 
-    def _commit(self, batches: Batches) -> int:
+    def _commit(self, batches: Batches) -> dict[str, int]:
+        """Commits the batches as one snapshot; the rows inserted, per table."""
         tables = group_by_table(batches)
         if not tables:
-            return 0
-        rows = _retry(lambda: self._commit_once(tables), "commit to the lake")
+            return {}
+        inserted = _retry(lambda: self._commit_once(tables), "commit to the lake")
         if self._failing:
             log.info("the lake %s takes commits again", self.name)
         self._failing = False
-        return rows
+        return inserted
 
-    def _commit_once(self, tables: dict) -> int:
+    def _commit_once(self, tables: dict) -> dict[str, int]:
         con = self._connection()
         rows = 0
+        per_table: dict[str, int] = {}
         con.execute("BEGIN")
         try:
             for name in queries.TABLES:
@@ -322,6 +330,7 @@ class DuckLakeStore:
                 # as in the DuckDB store.
                 inserted = insert_new(con, name, tables[name], state=True)
                 self.checkpoints.inserted(name, inserted)
+                per_table[name] = inserted
                 rows += inserted
             if self.shard is None:
                 # Only a lake's one writer makes checkpoints: one made from a snapshot that
@@ -336,4 +345,4 @@ class DuckLakeStore:
             self.checkpoints.forget()
             self._rollback()
             raise
-        return rows
+        return per_table

@@ -17,6 +17,7 @@ pub mod protocol;
 pub mod reject;
 pub mod row;
 pub mod sign;
+pub mod store_commits;
 pub mod wallet;
 
 pub use decoder::{

@@ -6,6 +6,7 @@ mod collector;
 use std::cell::Cell;
 
 use arrow_pyarrow::ToPyArrow;
+use ingestor_core::store_commits::StoreCommitColumns;
 use ingestor_core::{Decoder, DecoderConfig, RestEndpoint, Table, DEFAULT_MAX_FRAME_BYTES};
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
@@ -122,6 +123,11 @@ fn schemas(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
     for table in Table::ALL {
         out.set_item(table.name(), table.schema().as_ref().to_pyarrow(py)?)?;
     }
+    // The writer's record of its commits: no decoder table, but a store table all the same.
+    out.set_item(
+        StoreCommitColumns::NAME,
+        StoreCommitColumns::schema().as_ref().to_pyarrow(py)?,
+    )?;
     Ok(out)
 }
 
