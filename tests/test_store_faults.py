@@ -174,6 +174,30 @@ def test_a_drain_the_store_cannot_take_spools_the_rest_for_the_next_start(tmp_pa
     assert differences(run.latest(), truth) == []
 
 
+def test_a_drain_behind_a_full_budget_ends_within_drain_timeout(tmp_path, stop_at_end):
+    """A store that takes nothing fills the in-flight budget: the collectors then wait on
+    their pipes and would never finish draining. The drain still ends at drain_timeout, says
+    what it dropped, and the next start's resync makes the state whole again."""
+    run = start_sim(tmp_path, accounts=20, seed=47, duration=6, trade_rate=50.0)
+    stop_at_end.append(run)
+    run.env["INGESTOR_TEST_FAIL_COMMITS"] = "1000000"
+    run.env["INGESTOR_DRAIN_TIMEOUT"] = "4"
+    run.env["INGESTOR_MAX_INFLIGHT_MB"] = "1"
+    started = time.monotonic()
+    log = Log(run.start_service("--duration", "6"))
+    assert finish(run, log, timeout=90) == 1, log.text[-3000:]
+    assert time.monotonic() - started < 6 + 4 + 30, "bounded by --duration + drain_timeout"
+    assert "the drain took longer than drain_timeout (4 s): stopping" in log.text, log.text[-3000:]
+    said = re.search(r"did not commit (\d+) rows in time \(drain_timeout\): they wait", log.text)
+    assert said and int(said.group(1)) > 0, log.text[-3000:]
+    del run.env["INGESTOR_TEST_FAIL_COMMITS"], run.env["INGESTOR_MAX_INFLIGHT_MB"]
+    log = Log(run.start_service("--duration", "5"))
+    assert finish(run, log) == 0, log.text[-3000:]
+    assert "spooled batch files taken into the hot tier" in log.text
+    truth = run.finish_sim()
+    assert differences(run.latest(), truth) == []
+
+
 def test_a_killed_supervisor_then_a_fresh_start_equals_the_truth(tmp_path, stop_at_end):
     run = start_sim(tmp_path, accounts=6, seed=45, duration=9, faults=FAULTS)
     stop_at_end.append(run)

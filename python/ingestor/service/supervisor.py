@@ -16,7 +16,7 @@ from typing import Any
 
 from ingestor import sinks
 from ingestor.config import Account, Settings, relay_budget_bytes
-from ingestor.service import collector, lifeline
+from ingestor.service import collector, lifeline, malloc
 from ingestor.service.downtime import downtime_events
 from ingestor.service.messages import (
     BATCH,
@@ -56,9 +56,15 @@ Remembered = dict[str, dict[str, object]]
 def remembered(settings: Settings, wait_s: float = 0.0) -> Remembered:
     kind, path = settings.sink.kind, settings.sink.path
     known = sinks.open_positions(kind, path, wait_s=wait_s)
+    spooled = sinks.spooled_positions(
+        kind, path, data_path=settings.sink.data_path, shard=settings.shard
+    )
     ledger = sinks.ledger_complete(kind, path, wait_s=wait_s)
     return {
-        a.id: {"open_positions": known.get(a.id, []), "ledger_complete_ms": ledger.get(a.id)}
+        a.id: {
+            "open_positions": sorted(set(known.get(a.id, [])) | spooled.get(a.id, set())),
+            "ledger_complete_ms": ledger.get(a.id),
+        }
         for a in settings.accounts
     }
 
@@ -111,6 +117,8 @@ class CollectorHandle:
         self.restarts = 0
         #: When the collector last sent anything: a drain waits while it makes progress.
         self.last_heard = time.monotonic()
+        #: Rows its engine held, undelivered, when it last said (COLLECTOR_STATS).
+        self.undelivered = 0
 
 
 class Supervisor:
@@ -175,6 +183,7 @@ class Supervisor:
     def run(self) -> int:
         previous = {s: signal.signal(s, self._signal) for s in (signal.SIGINT, signal.SIGTERM)}
         lifeline.dump_stacks_on_sigusr1()
+        malloc.return_large_blocks()  # before the writer and collectors are forked
         server = None
         try:
             if self.settings.metrics_port is not None:
@@ -281,19 +290,38 @@ class Supervisor:
                     h.process.kill()
                 if not live or len(stuck) == len(live):
                     break
-        return self._finish(link)
+                if now - drain_started > settings.drain_timeout:
+                    # A writer that takes nothing (a store that fails, a writer that cannot
+                    # start) leaves the budget full and the collectors waiting on their
+                    # pipes, for good without this bound.
+                    held = sum(h.undelivered for h in live)
+                    log.error(
+                        "the drain took longer than drain_timeout (%.0f s): stopping %d "
+                        "collectors that still held ~%d rows (lost: the next start's REST "
+                        "resync and backfill repair the state and the ledger, not these "
+                        "pushes)",
+                        settings.drain_timeout,
+                        len(live),
+                        held,
+                    )
+                    for h in live:
+                        h.process.kill()
+                    return self._give_up(link, "drain_timeout")
+        return self._finish(link, drain_started)
 
-    def _finish(self, link: WriterLink) -> int:
+    def _finish(self, link: WriterLink, drain_started: float | None) -> int:
         """Every collector is done: the writer commits the rest (a restarted one too) within
-        the drain's bounds; what it cannot is spooled and reported."""
+        the drain's bounds (`drain_timeout` from the drain's start); what it cannot is
+        spooled and reported."""
         link.end()
         ended = time.monotonic()
         bound = self.settings.drain_timeout
+        started = ended if drain_started is None else drain_started
         while not link.finished() and not self.forced:
             now = time.monotonic()
             stall = min(WRITER_STALL_S, bound)
             stalled = bool(link.in_flight) and now - max(link.last_ack, ended) > stall
-            if stalled or now - ended > bound:
+            if stalled or now - started > bound:
                 return self._give_up(link, "stalled" if stalled else "too slow")
             wait(link.waitables(), timeout=0.2)
             self._writer_messages(link)
@@ -376,6 +404,7 @@ class Supervisor:
                     continue
                 link.send(message[2], payload, message[3])
             elif kind == COLLECTOR_STATS:
+                handle.undelivered = message[4]
                 self.status.collector(message[1], message[2], message[3], message[4])
                 self.telemetry.collector(message[1], message[2], message[3], message[4])
             elif kind == DONE:

@@ -202,6 +202,11 @@ class Writer:
         spool: its rows are readable, and its mover thread moves them on its own.)"""
         return len(getattr(self.store, "spool", ()))
 
+    def backlogged(self) -> bool:
+        """The store cannot keep up (a DuckDB file's moves behind its hot tier)."""
+        backlogged = getattr(self.store, "backlogged", None)
+        return bool(backlogged and backlogged())
+
     def due(self) -> bool:
         return time.monotonic() >= self.retry_at
 
@@ -486,7 +491,11 @@ def run(settings: Settings, inbox: Connection, out: Connection) -> None:
         wait = min(0.2, settings.flush_interval)
         if writer.pending and not writer.due():
             wait = max(0.0, min(wait, writer.retry_at - time.monotonic()))
-        if not writer.ended and inbox.poll(wait):
+        if writer.backlogged():
+            # The store's moves are behind: batches wait in the supervisor (its budget pushes
+            # back on the collectors) while the pending ones are flushed.
+            time.sleep(min(0.05, wait))
+        elif not writer.ended and inbox.poll(wait):
             writer._take(inbox)
             gather_until = time.monotonic() + GATHER_S
             while (

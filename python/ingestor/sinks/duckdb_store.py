@@ -20,14 +20,14 @@ import duckdb
 
 from ingestor import queries
 from ingestor.sinks import (
-    WRITER_DUCKDB_CONFIG,
     Batches,
     Checkpoints,
     create_or_migrate,
     faults,
     group_by_table,
-    insert_new,
+    insert_new_rows_of,
     is_lock_error,
+    writer_duckdb_config,
 )
 from ingestor.sinks.hot_tier import HotTier
 from ingestor.sinks.spool import Spool
@@ -44,6 +44,14 @@ ROW_GROUP_ROWS = 122_880
 #: Row groups a move takes of one table at most (what it holds in memory: 2 x 122,880 rows
 #: read back from the hot tier, ~250 MB with raw JSON; 245,760-row commits cost 6.0 µs a row).
 MOVE_GROUPS = 2
+#: Rows of one table the hot tier holds, at most, before the writer stops taking batches
+#: (and so, through the supervisor's budget, the collectors stop reading their sockets): at
+#: saturation the flushes outran the moves (100 accounts: 135,000 rows a second flushed,
+#: 50,000 moved), and the hot tier grew without end, on disk and in what the last move at a
+#: stop had to do. Room for a move in progress and the next one's whole row groups. Not
+#: while the file cannot be had (a reader holds it, a failing disk): then the rows wait in
+#: the hot tier, readable, as long as it takes.
+HOT_CAP_ROWS = (MOVE_GROUPS + 2) * ROW_GROUP_ROWS
 #: A table's rows move, whole row groups or not, once its oldest hot row is this old: the
 #: file should not lag the capture by much (a reader that copies it; the rejects and events,
 #: which rarely fill a row group).
@@ -72,7 +80,10 @@ class AttachedFile:
     @contextmanager
     def attached(self) -> Iterator[duckdb.DuckDBPyConnection]:
         if self._engine is None:
-            self._engine = duckdb.connect(":memory:", config=WRITER_DUCKDB_CONFIG)
+            # Where a move spills past the memory limit: the file's own `<file>.tmp`, as
+            # DuckDB names it for a file it opens itself.
+            temp = self.path.with_name(self.path.name + ".tmp")
+            self._engine = duckdb.connect(":memory:", config=writer_duckdb_config(temp))
         con = self._engine
         quoted = str(self.path).replace("'", "''")
         # A file is given its storage version when it is made; naming one for a file made on
@@ -212,6 +223,13 @@ class DuckDBStore:
             self.move()
         return rows
 
+    def backlogged(self) -> bool:
+        """The moves are behind the flushes: take no more batches until they catch up."""
+        if self.move_failure is not None or self._busy_since_warning:
+            return False
+        with self._lock:
+            return any(self.hot.waiting(t) >= HOT_CAP_ROWS for t in queries.TABLES)
+
     def _put(self, batches: Batches) -> int:
         tables = group_by_table(batches)
         if not tables:
@@ -303,16 +321,19 @@ class DuckDBStore:
                         continue
                     with self._lock:
                         parts, marks[table] = self.hot.plan(table, due[table])
-                    # Read outside the lock: a flush must not wait for a move's reading.
-                    taken = self.hot.read(parts)
-                    if taken is None:
+                    if not parts:
                         continue
-                    inserted = insert_new(
-                        con, table, taken, state=self.keep_state, stored=queries.cold(table)
+                    # Read outside the lock (a flush must not wait for a move's reading), by
+                    # DuckDB as it inserts.
+                    taken, inserted = insert_new_rows_of(
+                        con,
+                        table,
+                        queries.hot_rows([(str(p), first, n) for p, first, n in parts]),
+                        state=self.keep_state,
+                        stored=queries.cold(table),
                     )
                     self.checkpoints.inserted(table, inserted)
-                    rows += taken.num_rows
-                    del taken
+                    rows += taken
                 if self.keep_state:
                     self.checkpoints.due(con)
                 with self._lock:

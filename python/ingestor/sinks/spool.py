@@ -47,12 +47,16 @@ class Spool:
             self._next += 1
         fsync_path(self.directory)
 
-    def peek(self) -> tuple[list[Path], list[tuple[str, pa.RecordBatch]]]:
-        """Every spooled batch in order, with the files that hold them."""
+    def peek(
+        self, tables: tuple[str, ...] | None = None
+    ) -> tuple[list[Path], list[tuple[str, pa.RecordBatch]]]:
+        """Every spooled batch in order (of `tables`, or all), with the files that hold them."""
         files = self._files()
         batches = []
         for path in files:
             table = path.stem.split("-", 1)[1]
+            if tables is not None and table not in tables:
+                continue
             with pa.memory_map(str(path)) as source:
                 for batch in ipc.open_stream(source):
                     batches.append((table, batch))
