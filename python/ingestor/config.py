@@ -139,7 +139,8 @@ class Settings:
     #: Batches handed to the writer and not yet committed, at most (MiB): past this the
     #: supervisor stops reading the collectors, whose engines then stop reading sockets.
     #: It bounds the writer's pending commit too (a subset of these batches).
-    max_inflight_mb: int = field(default_factory=lambda: default_inflight_mb())
+    #: None: `default_inflight_mb` of the store's kind (see `inflight_mb`).
+    max_inflight_mb: int | None = None
     #: A drain (SIGTERM, --duration) gives the writer this long (s) to commit the rest once
     #: the collectors are done; then what is left is spooled for the next start, and the
     #: service exits non-zero saying so.
@@ -162,17 +163,26 @@ class Settings:
     source: str = "<memory>"
 
 
-def default_inflight_mb() -> int:
-    """A 192nd of the machine's memory, between 128 and 512 MiB. A flush is durable in the
-    DuckDB file's hot tier as soon as it is written, so batches are held only for that long
-    and a large budget buys nothing: 100 accounts at saturation moved 90,000 messages a
-    second at 128 MiB (all processes 443 MiB PSS) and 85,000 at 256 (763 MiB); before the
-    hot tier a commit of ~0.5 GiB needed 1.5 GiB of budget."""
+def default_inflight_mb(kind: str = "duckdb") -> int:
+    """For a DuckDB file, a 192nd of the machine's memory, between 128 and 512 MiB: a flush
+    is durable in its hot tier as soon as it is written, so batches are held only that long
+    and a large budget buys nothing (100 accounts at saturation moved 90,000 messages a
+    second at 128 MiB, all processes 443 MiB PSS, and 85,000 at 256, 763 MiB). A Parquet
+    tree or a lake commits what the writer holds, and small commits cost it dearly (the
+    Parquet tree at 100 accounts: 74,000 messages a second at 128 MiB against 140,000 at
+    1.5 GiB), so for them a sixteenth, between 256 MiB and 2 GiB."""
     try:
         total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (ValueError, OSError, AttributeError):
-        return 128
-    return max(128, min(512, total // 192 // 2**20))
+        total = 8 * 2**30
+    if kind == "duckdb":
+        return max(128, min(512, total // 192 // 2**20))
+    return max(256, min(2048, total // 16 // 2**20))
+
+
+def inflight_mb(settings: Settings) -> int:
+    """The budget for data in flight: the file's, or the default of the store's kind."""
+    return settings.max_inflight_mb or default_inflight_mb(settings.sink.kind)
 
 
 #: How `max_inflight_mb` is shared. The collectors' engines hold a quarter together (split
@@ -182,12 +192,12 @@ COLLECTORS_SHARE = 1 / 4
 
 
 def collector_budget_bytes(settings: Settings, collectors: int) -> int:
-    share = settings.max_inflight_mb * 2**20 * COLLECTORS_SHARE / max(1, collectors)
+    share = inflight_mb(settings) * 2**20 * COLLECTORS_SHARE / max(1, collectors)
     return max(1, int(share))
 
 
 def relay_budget_bytes(settings: Settings) -> int:
-    return max(1, int(settings.max_inflight_mb * 2**20 * (1 - COLLECTORS_SHARE) / 2))
+    return max(1, int(inflight_mb(settings) * 2**20 * (1 - COLLECTORS_SHARE) / 2))
 
 
 # Settings that environment variables may override: name -> (setting, parser).
@@ -593,7 +603,7 @@ def _check_ranges(reader: _Reader, data: _Mapping, settings: Settings) -> None:
         "workers": settings.workers,
     }
     for name, value in positive.items():
-        if value <= 0:
+        if value is not None and value <= 0:
             raise reader.error(data, name, name, "must be positive")
     if settings.metrics_port is not None and not 0 <= settings.metrics_port <= 65535:
         raise reader.error(data, "metrics_port", "metrics_port", "must be a TCP port (0-65535)")
