@@ -30,9 +30,11 @@ WRITER_DUCKDB_CONFIG = {"threads": 1}
 #: The most a writer's DuckDB may hold (its default is 80% of the machine's memory, and the
 #: writer was the largest process there is). Moves stream the hot tier's files through
 #: DuckDB; what needs more (a large state's MERGE, the checkpoint at DETACH) spills to the
-#: engine's temp directory. 100 accounts at saturation (/tmp/mem probe, firehose): the
-#: writer's PSS 593 MiB unbounded, 319 at 128 MB, 198 at 64 MB, with no loss of throughput.
-WRITER_MEMORY_LIMIT = "64MB"
+#: engine's temp directory. At saturation (the firehose; peak PSS of the writer): 100
+#: accounts 593 MiB unbounded, 319 at 128 MB, 198 at 64 MB; 1,000 accounts, alternating, 209-212
+#: at 64 MB and 148-160 at 32 MB, where it was also faster (51,000-58,000 messages a second
+#: against 43,000-45,000, 13.6-15.0 µs CPU a message against 18.7-18.9).
+WRITER_MEMORY_LIMIT = "32MB"
 
 
 def writer_duckdb_config(temp_directory: Path) -> dict[str, object]:
