@@ -76,14 +76,11 @@ def test_env_overrides_then_flags(tmp_path):
     assert settings.sink == config.Sink("duckdb", "/tmp/x.duckdb")
 
 
-def test_the_inflight_budget_defaults_by_store_kind_and_a_file_value_wins(tmp_path):
+def test_the_inflight_budget_defaults_to_the_machine_and_a_file_value_wins(tmp_path):
     text = "accounts: [{id: a, environment: sim, api_key: k, api_secret: s}]\n"
-    duckdb_file = load(tmp_path, text, env={})
-    lake = load(tmp_path, text, env={}, overrides={"sink": "ducklake"})
-    assert duckdb_file.max_inflight_mb is None
-    assert 128 <= config.inflight_mb(duckdb_file) <= 512
-    assert 256 <= config.inflight_mb(lake) <= 2048
-    assert config.inflight_mb(lake) >= config.inflight_mb(duckdb_file)
+    default = load(tmp_path, text, env={})
+    assert default.max_inflight_mb is None
+    assert 128 <= config.inflight_mb(default) <= 512
     chosen = load(tmp_path, "max_inflight_mb: 64\n" + text, env={})
     assert config.inflight_mb(chosen) == 64
     assert config.relay_budget_bytes(chosen) == 64 * 2**20 * 3 // 8

@@ -139,7 +139,7 @@ class Settings:
     #: Batches handed to the writer and not yet committed, at most (MiB): past this the
     #: supervisor stops reading the collectors, whose engines then stop reading sockets.
     #: It bounds the writer's pending commit too (a subset of these batches).
-    #: None: `default_inflight_mb` of the store's kind (see `inflight_mb`).
+    #: None: `default_inflight_mb()`, sized to the machine (see `inflight_mb`).
     max_inflight_mb: int | None = None
     #: A drain (SIGTERM, --duration) gives the writer this long (s) to commit the rest once
     #: the collectors are done; then what is left is spooled for the next start, and the
@@ -163,26 +163,24 @@ class Settings:
     source: str = "<memory>"
 
 
-def default_inflight_mb(kind: str = "duckdb") -> int:
-    """For a DuckDB file, a 192nd of the machine's memory, between 128 and 512 MiB: a flush
-    is durable in its hot tier as soon as it is written, so batches are held only that long
-    and a large budget buys nothing (100 accounts at saturation moved 90,000 messages a
-    second at 128 MiB, all processes 443 MiB PSS, and 85,000 at 256, 763 MiB). A Parquet
-    tree or a lake commits what the writer holds, and small commits cost it dearly (the
-    Parquet tree at 100 accounts: 74,000 messages a second at 128 MiB against 140,000 at
-    1.5 GiB), so for them a sixteenth, between 256 MiB and 2 GiB."""
+def default_inflight_mb() -> int:
+    """A 192nd of the machine's memory, between 128 and 512 MiB. A DuckDB file's flush is
+    durable in its hot tier as soon as it is written, so batches are held only that long and
+    a large budget buys nothing: at 100 accounts' firehose, 90,000 messages a second at 128
+    MiB (all processes 443 MiB PSS) and 85,000 at 256 (763 MiB). The Parquet tree too:
+    106,600 messages a second at 128 MiB (396 MiB PSS), 61,700 at 1.5 GiB (1,810 MiB) in
+    `make bench-e2e` the same hour. (A lake, which commits what the writer holds, was not
+    measured.)"""
     try:
         total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (ValueError, OSError, AttributeError):
-        total = 8 * 2**30
-    if kind == "duckdb":
-        return max(128, min(512, total // 192 // 2**20))
-    return max(256, min(2048, total // 16 // 2**20))
+        return 128
+    return max(128, min(512, total // 192 // 2**20))
 
 
 def inflight_mb(settings: Settings) -> int:
-    """The budget for data in flight: the file's, or the default of the store's kind."""
-    return settings.max_inflight_mb or default_inflight_mb(settings.sink.kind)
+    """The budget for data in flight: the file's, or the machine's default."""
+    return settings.max_inflight_mb or default_inflight_mb()
 
 
 #: How `max_inflight_mb` is shared. The collectors' engines hold a quarter together (split
