@@ -245,6 +245,10 @@ def run_ingestor(
         _, err = service.communicate(timeout=600)
         if service.returncode != 0:
             raise RuntimeError(f"ingestor exited {service.returncode}: {err[-2000:]}")
+        if "cannot move rows" in err:
+            # Rows readable in the hot tier but never moved into the file: the count above
+            # would be the flushes' rate alone (065e5ad's run was, at a 32 MB memory limit).
+            raise RuntimeError(f"the store's moves failed during the run: {err[-2000:]}")
     finally:
         if service.poll() is None:
             for pid in process_tree(service.pid):  # the collectors and writer too

@@ -134,6 +134,28 @@ def test_replayed_pushes_do_not_make_second_rows(tmp_path):
     assert query(path, counts) == [(2, 2)]
 
 
+def test_a_move_that_runs_out_of_memory_raises_the_limit_and_loses_nothing(
+    tmp_path, monkeypatch, caplog
+):
+    """The writer's DuckDB starts small; a move it cannot hold (a large state's MERGE, the
+    checkpoint at DETACH) is tried again with twice the limit, not left failing."""
+    from ingestor.sinks import duckdb_store
+
+    monkeypatch.setattr(duckdb_store, "WRITER_MEMORY_MB", 1)
+    path = tmp_path / "c.duckdb"
+    store = DuckDBStore(path, mover=False)
+    store.create()
+    frames = [position_push(f"m{i}", 1_700_000_000_000 + i, str(i + 1), i) for i in range(3_000)]
+    with caplog.at_level(logging.WARNING):
+        store.write(batches(frames + [WALLET_PUSH]))
+        store.close()
+    assert store.move_failure is None
+    assert store.file.memory_mb > 1
+    assert "ran out of the writer's DuckDB memory limit" in caplog.text
+    assert query(path, "SELECT count(*) FROM position_snapshots_cold") == [(3_000,)]
+    assert query(path, "SELECT size FROM latest_positions") == [(Decimal("3000"),)]
+
+
 def test_gaps_from_connection_events(tmp_path):
     path = tmp_path / "c.duckdb"
     store = DuckDBStore(path)

@@ -3,6 +3,7 @@ commits them as one unit per flush."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -27,22 +28,32 @@ Batches = Sequence[tuple[str, pa.RecordBatch]]
 #: from 86 to 33 µs with raw_json and from 33 to 22 µs without.
 WRITER_DUCKDB_CONFIG = {"threads": 1}
 
-#: The most a writer's DuckDB may hold (its default is 80% of the machine's memory, and the
-#: writer was the largest process there is). Moves stream the hot tier's files through
-#: DuckDB; what needs more (a large state's MERGE, the checkpoint at DETACH) spills to the
-#: engine's temp directory. At saturation (the firehose; peak PSS of the writer): 100
-#: accounts 593 MiB unbounded, 319 at 128 MB, 198 at 64 MB; 1,000 accounts, alternating, 209-212
-#: at 64 MB and 148-160 at 32 MB, where it was also faster (51,000-58,000 messages a second
-#: against 43,000-45,000, 13.6-15.0 µs CPU a message against 18.7-18.9).
-WRITER_MEMORY_LIMIT = "32MB"
+#: The most a DuckDB file's writer engine may hold at first (DuckDB's default is 80% of the
+#: machine's memory, and the writer was the largest process there is); moves stream the hot
+#: tier's files through it and most of what needs more spills to its temp directory. Not
+#: everything does: a state's MERGE and the checkpoint at DETACH failed at 32 MB with 100
+#: accounts' firehose, and at 64 MB with the query benchmark's 20,000 position keys, so a
+#: move that runs out raises it (`grow_memory_limit`). At saturation (the firehose, peak
+#: PSS of the writer): 100 accounts 593 MiB unbounded, 319 at 128 MB.
+WRITER_MEMORY_MB = 128
+#: Where `grow_memory_limit` stops doubling: an eighth of the machine.
+WRITER_MEMORY_CAP_FRACTION = 8
 
 
-def writer_duckdb_config(temp_directory: Path) -> dict[str, object]:
+def writer_duckdb_config(temp_directory: Path, memory_mb: int) -> dict[str, object]:
     return {
         **WRITER_DUCKDB_CONFIG,
-        "memory_limit": WRITER_MEMORY_LIMIT,
+        "memory_limit": f"{memory_mb}MB",
         "temp_directory": str(temp_directory),
     }
+
+
+def is_memory_error(error: BaseException) -> bool:
+    """DuckDB ran out of its memory limit (raised as such, or inside a failed commit)."""
+    text = str(error).lower()
+    return type(error).__name__ == "OutOfMemoryException" or (
+        "failed to pin block" in text or "out of memory" in text
+    )
 
 
 class Store(Protocol):
@@ -116,14 +127,27 @@ def insert_new(
 
 
 def _insert(
-    con: duckdb.DuckDBPyConnection, name: str, relation: str, state: bool, stored: str | None
+    con: duckdb.DuckDBPyConnection,
+    name: str,
+    relation: str,
+    state: bool,
+    stored: str | None,
+    newest_first: bool = False,
 ) -> int:
-    """Inserts `relation` (new rows only) into the history and folds it into the state."""
+    """Inserts `relation` (new rows only) into the history and folds it into the state.
+    `newest_first`: the state's MERGE takes the newest row of each key from a small table
+    made first, not from `relation` itself (a view over the hot tier's files, which the
+    MERGE read at several times the cost of one scan)."""
     # DuckDB answers an INSERT with the number of rows it inserted.
     inserted = con.execute(queries.insert_rows(stored or name, relation)).fetchone()[0]
     if state and name in queries.STATE_OF:
-        con.execute(queries.merge_state(queries.STATE_OF[name], relation))
-        con.execute(queries.patch_checkpoints(queries.STATE_OF[name], relation))
+        s = queries.STATE_OF[name]
+        source = relation
+        if newest_first:
+            con.execute(f"CREATE OR REPLACE TEMP TABLE incoming_newest AS {s.newest(relation)}")
+            source = "incoming_newest"
+        con.execute(queries.merge_state(s, source))
+        con.execute(queries.patch_checkpoints(s, relation))
     return inserted
 
 
@@ -139,6 +163,8 @@ def insert_new_rows_of(
     `queries.ROW_NUMBER` column in arrival order (`queries.hot_rows`). Returns (rows read,
     rows inserted). The rows stream through each statement; only the new rows' numbers are
     held, and only when some rows are not new."""
+    import duckdb
+
     faults.maybe_fail()
     con.execute(f"CREATE OR REPLACE TEMP VIEW incoming_all AS {source}")
     try:
@@ -159,10 +185,14 @@ def insert_new_rows_of(
                 con.register("new_row_numbers", new)
                 rows += f" SEMI JOIN new_row_numbers USING ({queries.ROW_NUMBER})"
         con.execute(f"CREATE OR REPLACE TEMP VIEW incoming AS {rows}")
-        return total, _insert(con, name, "incoming", state, stored)
+        return total, _insert(con, name, "incoming", state, stored, newest_first=True)
     finally:
-        con.execute("DROP VIEW IF EXISTS incoming")
-        con.execute("DROP VIEW IF EXISTS incoming_all")
+        # After a failed statement the transaction only takes a ROLLBACK (which drops these
+        # too): a DROP here would raise and hide the failure that matters.
+        with contextlib.suppress(duckdb.Error):
+            con.execute("DROP TABLE IF EXISTS incoming_newest")
+            con.execute("DROP VIEW IF EXISTS incoming")
+            con.execute("DROP VIEW IF EXISTS incoming_all")
         con.unregister("new_row_numbers")
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import re
 import shutil
 import threading
@@ -20,6 +21,8 @@ import duckdb
 
 from ingestor import queries
 from ingestor.sinks import (
+    WRITER_MEMORY_CAP_FRACTION,
+    WRITER_MEMORY_MB,
     Batches,
     Checkpoints,
     create_or_migrate,
@@ -27,6 +30,7 @@ from ingestor.sinks import (
     group_by_table,
     insert_new_rows_of,
     is_lock_error,
+    is_memory_error,
     writer_duckdb_config,
 )
 from ingestor.sinks.hot_tier import HotTier
@@ -76,6 +80,21 @@ class AttachedFile:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._engine: duckdb.DuckDBPyConnection | None = None
+        self.memory_mb = WRITER_MEMORY_MB
+
+    def grow_memory_limit(self) -> bool:
+        """Doubles the engine's memory limit for the next attach (a move ran out of it);
+        False once at the cap."""
+        try:
+            total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        except (ValueError, OSError, AttributeError):
+            total = 8 * 2**30
+        cap = max(WRITER_MEMORY_MB, total // WRITER_MEMORY_CAP_FRACTION // 2**20)
+        if self.memory_mb >= cap:
+            return False
+        self.memory_mb = min(cap, self.memory_mb * 2)
+        self.close()  # the next attach makes an engine with the new limit
+        return True
 
     @contextmanager
     def attached(self) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -83,7 +102,9 @@ class AttachedFile:
             # Where a move spills past the memory limit: the file's own `<file>.tmp`, as
             # DuckDB names it for a file it opens itself.
             temp = self.path.with_name(self.path.name + ".tmp")
-            self._engine = duckdb.connect(":memory:", config=writer_duckdb_config(temp))
+            self._engine = duckdb.connect(
+                ":memory:", config=writer_duckdb_config(temp, self.memory_mb)
+            )
         con = self._engine
         quoted = str(self.path).replace("'", "''")
         # A file is given its storage version when it is made; naming one for a file made on
@@ -284,6 +305,14 @@ class DuckDBStore:
                 self._backoff(None)
                 break
             except Exception as e:  # every store fault: the rows wait in the hot tier
+                if is_memory_error(e) and self.file.grow_memory_limit():
+                    log.warning(
+                        "a move into %s ran out of the writer's DuckDB memory limit; "
+                        "trying again at %d MB",
+                        self.path,
+                        self.file.memory_mb,
+                    )
+                    continue
                 self._backoff(e)
                 break
             if self.move_failure is not None:
@@ -328,7 +357,7 @@ class DuckDBStore:
                     taken, inserted = insert_new_rows_of(
                         con,
                         table,
-                        queries.hot_rows([(str(p), first, n) for p, first, n in parts]),
+                        queries.hot_rows([(str(p), *rest) for p, *rest in parts]),
                         state=self.keep_state,
                         stored=queries.cold(table),
                     )

@@ -126,9 +126,11 @@ class HotTier:
         """Files with rows still to move."""
         return sum(1 for t in self.tables for f in self.files[t] if f.waiting)
 
-    def plan(self, table: str, rows: int) -> tuple[list[tuple[Path, int, int]], dict[str, int]]:
+    def plan(
+        self, table: str, rows: int
+    ) -> tuple[list[tuple[Path, int, int, int]], dict[str, int]]:
         """The next `rows` rows to move of `table`, oldest first (a file's tail too), as
-        (file, first row, rows), and what each file's `moved` becomes once they are
+        (file, first row, rows, the file's rows), and what each file's `moved` becomes once they are
         committed. Files are never changed once written, so reading them needs no lock."""
         parts, marks, need = [], {}, rows
         for f in self.files[table]:
@@ -137,7 +139,7 @@ class HotTier:
             if not f.waiting:
                 continue
             count = min(need, f.waiting)
-            parts.append((f.path, f.moved, count))
+            parts.append((f.path, f.moved, count, f.rows))
             marks[f.path.name] = f.moved + count
             need -= count
         return parts, marks
