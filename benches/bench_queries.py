@@ -99,13 +99,17 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import ingestor  # noqa: E402
-from ingestor import queries, sinks  # noqa: E402
+from ingestor import queries  # noqa: E402
 from ingestor.service.writer import COMMIT_ROWS  # noqa: E402
-from ingestor.sinks import open_reader, open_store  # noqa: E402
+from ingestor.sinks import (  # noqa: E402
+    duckdb_store,
+    open_reader,
+    open_store,
+)
 from ingestor.sinks.duckdb_store import DuckDBStore  # noqa: E402
 
-#: The store's own limit, before `--writer-memory-limit` changes it for the builds.
-STORE_MEMORY_LIMIT = sinks.WRITER_MEMORY_LIMIT
+#: Where the store's own limit starts, before `--writer-memory-mb` changes it for the builds.
+STORE_MEMORY_LIMIT = f"{duckdb_store.WRITER_MEMORY_MB} MB"
 
 #: Bump when the generated rows change: cached stores of another version are rebuilt.
 GEN_VERSION = "2"
@@ -1180,7 +1184,8 @@ def moves_failed(store, where: str) -> None:
     cause = repr(getattr(failure, "__context__", None) or failure)
     raise AssertionError(
         f"{where}: the store's move failed ({cause[:300]}); the writer's DuckDB memory "
-        f"limit is {sinks.WRITER_MEMORY_LIMIT} (--writer-memory-limit sets another)"
+        f"limit started at {duckdb_store.WRITER_MEMORY_MB} MB (a move that runs out doubles "
+        "it; --writer-memory-mb sets where it starts)"
     )
 
 
@@ -1246,7 +1251,7 @@ def build(
         orders=made.get("order_events", 0),
         store_commits=made.get(queries.STORE_COMMITS, 0),
         total_wall_s=time.perf_counter() - began,
-        writer_memory_limit=sinks.WRITER_MEMORY_LIMIT,
+        writer_memory_limit=f"{getattr(getattr(store, 'file', None), 'memory_mb', '?')} MB",
     )
 
 
@@ -1855,7 +1860,8 @@ def report(args, builds, results, notes, state, took, version) -> str:
     lines += [
         "",
         f"The moves ran under the writer's DuckDB memory limit of: {limits} (the store's own: "
-        f"{STORE_MEMORY_LIMIT}; `--writer-memory-limit` sets another for the builds). "
+        f"{STORE_MEMORY_LIMIT} at the start, doubled by a move that runs out; "
+        "`--writer-memory-mb` sets the start for the builds). "
         "Write wall is the `write()` calls (the hot tier's files); the moves run on the "
         "store's mover thread meanwhile and the last ones in `close()`, which the whole "
         "build's wall time includes.",
@@ -2052,9 +2058,10 @@ def main() -> None:
     )
     parser.add_argument("--cache", type=Path, default=ROOT / "benches" / ".cache" / "queries")
     parser.add_argument(
-        "--writer-memory-limit",
-        help="the store writer's DuckDB memory limit for the builds (default: the store's own, "
-        "sinks.WRITER_MEMORY_LIMIT); the rows stored are the same",
+        "--writer-memory-mb",
+        type=int,
+        help="where the store writer's DuckDB memory limit starts for the builds (default: "
+        "the store's own, duckdb_store.WRITER_MEMORY_MB); the rows stored are the same",
     )
     parser.add_argument("--state-size", default="1M", help="the state cost's store (positions)")
     parser.add_argument("--state-rounds", type=int, default=2)
@@ -2072,8 +2079,8 @@ def main() -> None:
     )
     args = parser.parse_args()
     args.out = args.out or args.out_dir / "queries.md"
-    if args.writer_memory_limit:
-        sinks.WRITER_MEMORY_LIMIT = args.writer_memory_limit
+    if args.writer_memory_mb:
+        duckdb_store.WRITER_MEMORY_MB = args.writer_memory_mb
     if args.report:
         labels = [s.strip() for s in args.sizes.split(",") if s.strip()]
         report_timing(args.cache, labels, args.out_dir / "report.md")

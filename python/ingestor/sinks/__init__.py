@@ -135,18 +135,25 @@ def _insert(
     newest_first: bool = False,
 ) -> int:
     """Inserts `relation` (new rows only) into the history and folds it into the state.
-    `newest_first`: the state's MERGE takes the newest row of each key from a small table
-    made first, not from `relation` itself (a view over the hot tier's files, which the
-    MERGE read at several times the cost of one scan)."""
+    `newest_first`: the state's MERGE takes the newest row of each key from a small Arrow
+    table read first (at most one row a key), not from `relation` itself: DuckDB's
+    MERGE_INTO cost ~40x more with a DuckDB relation as its source (a view over the hot
+    tier's files, or a table) than with an Arrow table, 5.8 s against 0.16 s CPU for
+    122,880 position rows into a state of 20,000 keys."""
     # DuckDB answers an INSERT with the number of rows it inserted.
     inserted = con.execute(queries.insert_rows(stored or name, relation)).fetchone()[0]
     if state and name in queries.STATE_OF:
         s = queries.STATE_OF[name]
         source = relation
         if newest_first:
-            con.execute(f"CREATE OR REPLACE TEMP TABLE incoming_newest AS {s.newest(relation)}")
+            newest = con.execute(s.newest(relation)).fetch_arrow_table()
+            con.register("incoming_newest", newest)
             source = "incoming_newest"
-        con.execute(queries.merge_state(s, source))
+        try:
+            con.execute(queries.merge_state(s, source))
+        finally:
+            if newest_first:
+                con.unregister("incoming_newest")
         con.execute(queries.patch_checkpoints(s, relation))
     return inserted
 
@@ -190,7 +197,6 @@ def insert_new_rows_of(
         # After a failed statement the transaction only takes a ROLLBACK (which drops these
         # too): a DROP here would raise and hide the failure that matters.
         with contextlib.suppress(duckdb.Error):
-            con.execute("DROP TABLE IF EXISTS incoming_newest")
             con.execute("DROP VIEW IF EXISTS incoming")
             con.execute("DROP VIEW IF EXISTS incoming_all")
         con.unregister("new_row_numbers")
