@@ -147,7 +147,7 @@ def test_a_move_that_runs_out_of_memory_raises_the_limit_and_loses_nothing(
     store.create()
     frames = [position_push(f"m{i}", 1_700_000_000_000 + i, str(i + 1), i) for i in range(3_000)]
     with caplog.at_level(logging.WARNING):
-        store.write(batches(frames + [WALLET_PUSH]))
+        store.write(batches([*frames, WALLET_PUSH]))
         store.close()
     assert store.move_failure is None
     assert store.file.memory_mb > 1
