@@ -840,7 +840,7 @@ def new_row_numbers(
     """
 
 
-def hot_rows(parts: list[tuple[str, int, int, int]]) -> str:
+def hot_rows(parts: list[tuple[object, int, int, int]]) -> str:
     """The rows of a DuckDB file's move, read by DuckDB itself from the hot tier's files:
     `parts` is (file, first row, rows, the file's rows) in arrival order (`HotTier.plan`).
     `ROW_NUMBER` keeps that order: the flush's number (the file's name) times 2^32 plus the
@@ -853,7 +853,7 @@ def hot_rows(parts: list[tuple[str, int, int, int]]) -> str:
     inside its file, the last end inside its own): one condition per file, on every row of
     every scan, made a move's position MERGE cost 5.8 s CPU per 122,880 rows."""
 
-    def quoted(path: str) -> str:
+    def quoted(path: object) -> str:
         return "'" + str(path).replace("'", "''") + "'"
 
     files = ", ".join(quoted(path) for path, _, _, _ in parts)

@@ -501,23 +501,16 @@ def commit_delay_figure(report: Report):
     fig = go.Figure()
     for table, rows in _by(report.rows("commit_delay_over_time"), "table_name").items():
         x = [plot_time(r["bucket"]) for r in rows]
-        fig.add_trace(
-            go.Scatter(
-                x=x,
-                y=[r["p50_us"] / 1000 for r in rows],
-                mode="lines+markers",
-                name=f"{table} p50",
+        for quantile, dash in (("p50", "solid"), ("p99", "dot")):
+            fig.add_trace(
+                go.Scatter(
+                    x=x,
+                    y=[r[f"{quantile}_us"] / 1000 for r in rows],
+                    mode="lines+markers",
+                    name=f"{table} {quantile}",
+                    line={"dash": dash},
+                )
             )
-        )
-        fig.add_trace(
-            go.Scatter(
-                x=x,
-                y=[r["p99_us"] / 1000 for r in rows],
-                mode="lines+markers",
-                name=f"{table} p99",
-                line={"dash": "dot"},
-            )
-        )
     _layout(
         fig,
         "Commit delay: arrival of a flush's oldest row → readable in the store (ms, by rows)",

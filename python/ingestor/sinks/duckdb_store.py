@@ -357,7 +357,7 @@ class DuckDBStore:
                     taken, inserted = insert_new_rows_of(
                         con,
                         table,
-                        queries.hot_rows([(str(p), *rest) for p, *rest in parts]),
+                        queries.hot_rows(parts),
                         state=self.keep_state,
                         stored=queries.cold(table),
                     )
