@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 import ingestor
 from ingestor import _core, queries
-from ingestor.sinks import open_reader, open_store
+from ingestor.sinks import duckdb_store, open_reader, open_store
 from ingestor.sinks.duckdb_store import DuckDBStore
 from tests.test_duckdb_store import POSITION_PUSH, WALLET_PUSH
 
@@ -63,7 +63,10 @@ histories = st.lists(st.lists(arrival, min_size=1, max_size=6), min_size=1, max_
 def commits(history: list[list[tuple]]) -> list[list[tuple[str, object]]]:
     """Each commit's batches, every frame decoded at its own instant (the definitions break
     ties by arrival, and a real socket never delivers two frames at one microsecond)."""
-    out, sent, clock = [], [], datetime(2026, 1, 1, tzinfo=UTC)
+    # Arriving at the middle of the rows' ten days: with `on_time_by_days`, rows up to
+    # three days either side are on time and the rest late (or early).
+    out, sent = [], []
+    clock = datetime.fromtimestamp((BASE_MS + 5 * 86_400_000) / 1000, UTC)
     for n, commit in enumerate(history):
         batches = []
         for i, (kind, account, symbol, idx, offset, seq) in enumerate(commit):
@@ -163,14 +166,25 @@ def checkpoint_often(monkeypatch):
     monkeypatch.setattr(queries, "CHECKPOINT_ROWS", 3)
 
 
-def capture(kind: str, history: list[list[tuple]]) -> None:
+@pytest.fixture(autouse=True)
+def on_time_by_days(monkeypatch):
+    """Rows within three days of their arrival are on time (`queries.ON_TIME_S`), so the
+    histories have both: the ones `*_asof` reads by both times and the late table's."""
+    monkeypatch.setattr(queries, "ON_TIME_S", 3 * 86_400)
+
+
+def capture(kind: str, history: list[list[tuple]], open_check: bool = False) -> None:
+    """`open_check`: the answers are checked while the store is open too, with rows in its
+    hot tier (a DuckDB file) behind moved ones and checkpoints."""
     folder = Path(tempfile.mkdtemp())
     try:
         path = folder / ("s.duckdb" if kind == "duckdb" else "s.lake")
-        store = open_store(kind, path)
+        store = DuckDBStore(path, mover=False) if open_check else open_store(kind, path)
         store.create()
         for batches in commits(history):
             store.write(batches)
+        if open_check:
+            assert_state_is_the_definition(kind, path)
         store.close()
         assert_state_is_the_definition(kind, path)
     finally:
@@ -181,6 +195,16 @@ def capture(kind: str, history: list[list[tuple]]) -> None:
 @given(histories)
 def test_the_duckdb_state_is_the_definition_over_any_history(history):
     capture("duckdb", history)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(histories)
+def test_the_duckdb_state_is_the_definition_with_rows_in_the_hot_tier(history):
+    """Moves of two rows a table (a row group of two): each write moves some rows and leaves
+    the rest hot, older or newer than the checkpoints the moves made."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(duckdb_store, "ROW_GROUP_ROWS", 2)
+        capture("duckdb", history, open_check=True)
 
 
 @settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])

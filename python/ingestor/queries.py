@@ -118,6 +118,9 @@ class State:
     #: The state at chosen instants (`CHECKPOINTS`), and the macro that answers from them.
     checkpoints: str
     asof: str
+    #: The history's late rows (`late_rows`), again: what `*_asof` reads besides the history
+    #: rows that arrived near their instant.
+    late: str
     key: str
     order: str
     #: The order as one comparable value: a row whose value is greater is newer. NULL seq
@@ -150,6 +153,7 @@ STATES: tuple[State, ...] = (
         "latest_positions",
         "position_checkpoints",
         "positions_asof",
+        "position_late_rows",
         POSITION_KEY,
         POSITION_ORDER,
         "({r}.exchange_ts, coalesce({r}.seq, -9223372036854775808), {r}.local_ts)",
@@ -160,6 +164,7 @@ STATES: tuple[State, ...] = (
         "latest_wallets",
         "wallet_checkpoints",
         "wallets_asof",
+        "wallet_late_rows",
         WALLET_KEY,
         WALLET_ORDER,
         "({r}.exchange_ts, {r}.local_ts)",
@@ -265,6 +270,7 @@ def add_columns(
     tables = {stored(name): all_schemas[name] for name in TABLES}
     tables |= {state.table: all_schemas[state.history] for state in STATES}
     tables |= {state.checkpoints: all_schemas[state.history] for state in STATES}
+    tables |= {state.late: all_schemas[state.history] for state in STATES}
     for name, schema in tables.items():
         if name not in existing:
             continue
@@ -290,8 +296,38 @@ def create_tables(
 
 
 def create_state_tables(compression: dict[str, str] | None = None) -> list[str]:
+    """The states and the late rows (`late_rows`)."""
     all_schemas = schemas()
-    return [create_table(s.table, all_schemas[s.history], compression) for s in STATES]
+    return [
+        create_table(table, all_schemas[s.history], compression)
+        for s in STATES
+        for table in (s.table, s.late)
+    ]
+
+
+#: A history row is on time when it arrived within this many seconds of its exchange_ts
+#: (either way: the box's clock may be behind the exchange's). The rows of a store are in
+#: arrival order, so the zone maps of local_ts are tight, while those of exchange_ts are
+#: blurred by every late row: a REST resync's position row carries its updatedTime, hours
+#: or days old, and each row group holding one spans those days. `*_asof(T)` therefore
+#: reads the history after its checkpoint C by both times (exchange_ts in (C, T], local_ts
+#: within ON_TIME_S of that), which zone maps cut short, and the late rows again from a
+#: table of their own (`late_rows`), ~1% of the history. Measured on the 10 M store
+#: (1% REST rows 1 h to 3 days late), `positions_asof` mid-month: 876 against 515 ms. Any
+#: bound is exact; a small one keeps the scan short, a large one the late table small
+#: (pushes arrive within a second of their time).
+ON_TIME_S = 60
+
+
+def late_rows(state: State, relation: str) -> str:
+    """Copies a commit's late rows (`ON_TIME_S`) into the state's late table, in the
+    commit's transaction: that table holds every late row of the history."""
+    return f"""
+    INSERT INTO {state.late} BY NAME
+    SELECT * FROM {relation}
+    WHERE NOT (local_ts BETWEEN exchange_ts - INTERVAL {ON_TIME_S} SECOND
+                            AND exchange_ts + INTERVAL {ON_TIME_S} SECOND)
+    """
 
 
 #: Which checkpoints exist: (history table, instant). A checkpoint holds, for every key, the
@@ -305,13 +341,13 @@ CHECKPOINTS = "state_checkpoints"
 #: the last one (at least CHECKPOINT_MIN_ROWS, at most CHECKPOINT_ROWS): the work of an
 #: `*_asof` is then the checkpoint and at most that many history rows (and the late rows
 #: among them), so it follows the state's size, and the checkpoints take 1/factor of the
-#: history's space. With one fixed 1 M rows, 5,000 wallet keys were checkpointed every 1 M
-#: wallet rows: `wallets_asof` mid-month read ~1 M rows, 377 ms at 10 M position rows, slower
-#: than the plain query (338 ms). Not 10: a late row is folded into every checkpoint it is
-#: older than, in its commit, and position rows come up to days late (a REST resync's
-#: updatedTime), so 5x the checkpoints would be 5x that work; at 50 the 20,000 position keys
-#: keep their measured 1 M and the wallets (never late: their time is the push's) get 250 k.
-CHECKPOINT_STATE_FACTOR = 50
+#: history's space. Reading a history row whole costs ~1.3 µs (48 columns, most of them
+#: DECIMAL(38,18); 400,000 rows in 524 ms on the 10 M store), so at 50 (1 M rows past the
+#: checkpoint for 20,000 position keys) `positions_asof` took up to ~1.4 s; at 10 it reads
+#: at most 200,000 (~260 ms). A checkpoint is a copy of the state (`make_checkpoint`), and
+#: what more of them cost is the late rows' folding: a row a day late joins every
+#: checkpoint of that day (`patch_checkpoints`).
+CHECKPOINT_STATE_FACTOR = 10
 CHECKPOINT_MIN_ROWS = 10_000
 CHECKPOINT_ROWS = 1_000_000
 
@@ -337,30 +373,35 @@ def create_checkpoint_tables() -> list[str]:
 
 def last_checkpoint(state: State, history: str | None = None) -> str:
     """The latest checkpoint's instant (NULL before the first) and how many history rows have
-    come after it, and the newest of them. `history`: the table the history is kept in, where
-    it is not `state.history` (a DuckDB file's `cold` table: the writer's statements read
-    what is committed, the hot tier's rows join when they move)."""
+    come after it. `history`: the table the history is kept in, where it is not
+    `state.history` (a DuckDB file's `cold` table: the writer's statements read what is
+    committed, the hot tier's rows join when they move)."""
     return f"""
     WITH c AS (SELECT max(checkpoint_ts) AS ts FROM {CHECKPOINTS} WHERE history = '{state.history}')
-    SELECT (SELECT ts FROM c), count(*), max(exchange_ts) FROM {history or state.history}
+    SELECT (SELECT ts FROM c), count(*) FROM {history or state.history}
     WHERE exchange_ts > coalesce((SELECT ts FROM c), '-infinity'::TIMESTAMPTZ)
     """
 
 
-def make_checkpoint(state: State, history: str | None = None) -> list[str]:
-    """The checkpoint at instant $1 from the one before it ($2, NULL for the first) and the
-    history rows between the two; the statements take (instant, previous) as parameters."""
+def checkpoint_instant(state: State) -> str:
+    """The latest checkpoint's instant (NULL before the first)."""
+    return f"SELECT max(checkpoint_ts) FROM {CHECKPOINTS} WHERE history = '{state.history}'"
+
+
+def state_size(state: State) -> str:
+    """The state's keys and its newest instant, which is the history's."""
+    return f"SELECT count(*), max(exchange_ts) FROM {state.table}"
+
+
+def make_checkpoint(state: State) -> list[str]:
+    """The checkpoint at instant $1, the state's newest exchange_ts: a copy of the state,
+    which is the definition there (every history row is at or before it). 20,000 rows
+    copied, where building it from the previous checkpoint and the rows since took an
+    aggregate of up to 1 M whole rows."""
     return [
         f"""
         INSERT INTO {state.checkpoints} BY NAME
-        WITH since AS (
-            SELECT * EXCLUDE (checkpoint_ts) FROM {state.checkpoints} WHERE checkpoint_ts = $2
-            UNION ALL BY NAME
-            SELECT * FROM {history or state.history}
-            WHERE exchange_ts > coalesce($2::TIMESTAMPTZ, '-infinity'::TIMESTAMPTZ)
-              AND exchange_ts <= $1
-        )
-        SELECT $1::TIMESTAMPTZ AS checkpoint_ts, * FROM ({state.newest("since")})
+        SELECT $1::TIMESTAMPTZ AS checkpoint_ts, * FROM {state.table}
         """,
         f"INSERT INTO {CHECKPOINTS} VALUES ('{state.history}', $1)",
     ]
@@ -665,15 +706,14 @@ def history_views(globs: dict[str, str] | None, state: bool) -> list[str]:
     return statements
 
 
-def macros(temporary: bool = False, state: bool = False) -> list[str]:
+def macros(temporary: bool = False, state: bool = False, hot_tier: bool = False) -> list[str]:
     """The table macros. DuckLake cannot store functions, so a lake's readers create them as
     TEMP macros on their own connection; a DuckDB file stores them. With `state`, `*_asof`
-    read the checkpoints (the store keeps them); without, their definitions."""
+    read the checkpoints (the store keeps them); without, their definitions. `hot_tier`: a
+    DuckDB file's history is its `cold` table and its hot tier's view (`history_views`)."""
     scope = "TEMP MACRO" if temporary else "MACRO"
-    return [
-        statement.replace("MACRO", scope, 1)
-        for statement in (_STATE_MACROS if state else _DEFINED_MACROS)
-    ]
+    chosen = _state_macros(hot_tier) if state else _DEFINED_MACROS
+    return [statement.replace("MACRO", scope, 1) for statement in chosen]
 
 
 _MACROS: list[str] = [
@@ -692,11 +732,21 @@ _MACROS: list[str] = [
 ]
 
 
-def _since_checkpoint(state: State, at: str, until: str) -> str:
+def _since_checkpoint(state: State, at: str, until: str, hot_tier: bool) -> str:
     """CTEs: `c`, the latest checkpoint at or before `at`, and `history`, its rows and the
     history's after it up to `until`: every row `*_asof` needs for an instant in [at, until],
-    read without the rest of the history (the bound from `c` reaches the scan as a zone-map
-    filter)."""
+    read without the rest of the history. The rows on time (`ON_TIME_S`) by both times,
+    whose bounds from `c` reach the scan as zone-map filters; the late ones from their own
+    table; a DuckDB file's hot rows (`hot_tier`) all up to `until`, since only moved rows
+    are folded into checkpoints."""
+    since = "coalesce((SELECT ts FROM c), '-infinity'::TIMESTAMPTZ)"
+    up_to_until = f"exchange_ts <= {until}"
+    window = f"exchange_ts > {since} AND {up_to_until}"
+    on_time = f"INTERVAL {ON_TIME_S} SECOND"
+    history = cold(state.history) if hot_tier else state.history
+    recent = ""
+    if hot_tier:
+        recent = f"UNION ALL BY NAME SELECT * FROM {hot(state.history)} WHERE {up_to_until}"
     return f"""
     c AS (
         SELECT max(checkpoint_ts) AS ts FROM {CHECKPOINTS}
@@ -706,23 +756,26 @@ def _since_checkpoint(state: State, at: str, until: str) -> str:
         SELECT * EXCLUDE (checkpoint_ts) FROM {state.checkpoints}
         WHERE checkpoint_ts = (SELECT ts FROM c)
         UNION ALL BY NAME
-        SELECT * FROM {state.history}
-        WHERE exchange_ts > coalesce((SELECT ts FROM c), '-infinity'::TIMESTAMPTZ)
-          AND exchange_ts <= {until}
+        SELECT * FROM {history}
+        WHERE {window}
+          AND local_ts > {since} - {on_time} AND local_ts <= {until} + {on_time}
+        UNION ALL BY NAME
+        SELECT * FROM {state.late} WHERE {window}
+        {recent}
     )"""
 
 
-def _asof_from_checkpoints(state: State) -> str:
+def _asof_from_checkpoints(state: State, hot_tier: bool) -> str:
     # The same rows as the definition, since a checkpoint is the definition at its instant
     # (late rows patch it in their commit).
     return f"""
     CREATE OR REPLACE MACRO {state.asof}(instant) AS TABLE
-    WITH {_since_checkpoint(state, "instant", "instant")}
+    WITH {_since_checkpoint(state, "instant", "instant", hot_tier)}
     {state.newest("history")}
     """
 
 
-def _wallets_every(checkpoints: bool) -> str:
+def _wallets_every(checkpoints: bool, hot_tier: bool = False) -> str:
     """One row per account, account type, coin and instant from `start_ts` to `stop_ts` every
     `step` (an INTERVAL): that instant's `wallets_asof` row, with the instant in front, from
     the history of the range, started from the checkpoint at or before `start_ts` (where the
@@ -738,7 +791,7 @@ def _wallets_every(checkpoints: bool) -> str:
     still take (and which takes 5 s with no columns but the keys)."""
     state = STATE_OF["wallet_snapshots"]
     if checkpoints:
-        source = _since_checkpoint(state, "start_ts", "stop_ts")
+        source = _since_checkpoint(state, "start_ts", "stop_ts", hot_tier)
     else:
         source = f"history AS (SELECT * FROM {state.history} WHERE exchange_ts <= stop_ts)"
     keys = ", ".join(f"h.{k}" for k in state.key.split(", "))
@@ -787,11 +840,14 @@ def _wallets_every(checkpoints: bool) -> str:
     """
 
 
-_STATE_MACROS: list[str] = [
-    *(_asof_from_checkpoints(s) for s in STATES),
-    _wallets_every(True),
-    *LEDGER_MACROS,
-]
+def _state_macros(hot_tier: bool) -> list[str]:
+    return [
+        *(_asof_from_checkpoints(s, hot_tier) for s in STATES),
+        _wallets_every(True, hot_tier),
+        *LEDGER_MACROS,
+    ]
+
+
 _DEFINED_MACROS: list[str] = [*_MACROS, _wallets_every(False), *LEDGER_MACROS]
 
 #: Everything a store ships: views and table macros.

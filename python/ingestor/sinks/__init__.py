@@ -155,6 +155,7 @@ def _insert(
             if newest_first:
                 con.unregister("incoming_newest")
         con.execute(queries.patch_checkpoints(s, relation))
+        con.execute(queries.late_rows(s, relation))
     return inserted
 
 
@@ -209,8 +210,8 @@ class Checkpoints:
     only grows). The rows are counted
     as the store inserts them; only the first commit of a writer counts them in the store
     (reading every row after the last checkpoint in every commit cost ~15% of the write
-    path's CPU at 1 M rows). The first checkpoint of a store made before reads the whole
-    history, once."""
+    path's CPU at 1 M rows). A store made before the state was kept gets its state from the
+    whole history, once, and its first checkpoint from that."""
 
     def __init__(self, stored: Callable[[str], str] = queries.same) -> None:
         #: The table each history is kept in (`queries.cold` in a DuckDB file).
@@ -229,20 +230,19 @@ class Checkpoints:
         if self._since is None:
             self._since = {}
             for state in queries.STATES:
-                _, after, _ = con.execute(self._last(state)).fetchone()
+                _, after = con.execute(self._last(state)).fetchone()
                 self._since[state.history] = after
         for state in queries.STATES:
             since = self._since[state.history]
             if since < queries.checkpoint_rows(0):
                 continue
-            (keys,) = con.execute(f"SELECT count(*) FROM {state.table}").fetchone()
+            keys, newest = con.execute(queries.state_size(state)).fetchone()
             if since < queries.checkpoint_rows(keys):
                 continue
-            last, after, newest = con.execute(self._last(state)).fetchone()
-            if newest is not None:
-                make, record = queries.make_checkpoint(state, self.stored(state.history))
-                con.execute(make, [newest, last])
-                con.execute(record, [newest])
+            (last,) = con.execute(queries.checkpoint_instant(state)).fetchone()
+            if newest is not None and (last is None or newest > last):
+                for statement in queries.make_checkpoint(state):
+                    con.execute(statement, [newest])
             self._since[state.history] = 0
 
     def _last(self, state: queries.State) -> str:
@@ -273,9 +273,14 @@ def create_or_migrate(
         con.execute(statement)
     if build_state:
         for s in queries.STATES:
-            if s.table not in existing and stored(s.history) in existing:
+            if stored(s.history) not in existing:
+                continue
+            if s.table not in existing:
                 log.info("building %s from the history, once", s.table)
                 con.execute(queries.build_state(s, stored(s.history)))
+            if s.late not in existing:
+                log.info("copying the late rows of %s into %s, once", s.history, s.late)
+                con.execute(queries.late_rows(s, stored(s.history)))
         if checkpoint:
             Checkpoints(stored).due(con)
     names = [name for name, _ in added]

@@ -210,7 +210,7 @@ class DuckDBStore:
     def _views(self, hot: bool) -> list[str]:
         globs = {t: self.hot.glob(t) for t in queries.TABLES} if hot else None
         views = queries.history_views(globs, self.keep_state) + queries.DERIVED_VIEWS
-        return views + queries.macros(state=self.keep_state)
+        return views + queries.macros(state=self.keep_state, hot_tier=hot)
 
     @staticmethod
     def _rename_history(con: duckdb.DuckDBPyConnection) -> None:
