@@ -132,30 +132,31 @@ def _insert(
     relation: str,
     state: bool,
     stored: str | None,
-    newest_first: bool = False,
+    numbered: str | None = None,
 ) -> int:
     """Inserts `relation` (new rows only) into the history and folds it into the state.
-    `newest_first`: the state's MERGE takes the newest row of each key from a small Arrow
-    table read first (at most one row a key), not from `relation` itself: DuckDB's
-    MERGE_INTO cost ~40x more with a DuckDB relation as its source (a view over the hot
-    tier's files, or a table) than with an Arrow table, 5.8 s against 0.16 s CPU for
-    122,880 position rows into a state of 20,000 keys."""
+    `numbered`: `relation` with `queries.ROW_NUMBER`, read by DuckDB from the hot tier's
+    files; the state's statements then take the few rows they need from a small Arrow table
+    read first (`queries.state_rows`), not from `relation`: besides reading the files once
+    more for each statement, DuckDB's MERGE_INTO cost ~40x more with a DuckDB relation as
+    its source (a view over the hot tier's files, or a table) than with an Arrow table,
+    5.8 s against 0.16 s CPU for 122,880 position rows into a state of 20,000 keys."""
     # DuckDB answers an INSERT with the number of rows it inserted.
     inserted = con.execute(queries.insert_rows(stored or name, relation)).fetchone()[0]
     if state and name in queries.STATE_OF:
         s = queries.STATE_OF[name]
         source = relation
-        if newest_first:
-            newest = con.execute(s.newest(relation)).fetch_arrow_table()
-            con.register("incoming_newest", newest)
-            source = "incoming_newest"
+        if numbered is not None:
+            picked = con.execute(queries.state_rows(s, numbered)).fetch_arrow_table()
+            con.register("incoming_state_rows", picked)
+            source = "incoming_state_rows"
         try:
             con.execute(queries.merge_state(s, source))
+            con.execute(queries.patch_checkpoints(s, source))
+            con.execute(queries.late_rows(s, source))
         finally:
-            if newest_first:
-                con.unregister("incoming_newest")
-        con.execute(queries.patch_checkpoints(s, relation))
-        con.execute(queries.late_rows(s, relation))
+            if numbered is not None:
+                con.unregister("incoming_state_rows")
     return inserted
 
 
@@ -182,7 +183,7 @@ def insert_new_rows_of(
         ).fetchone()
         if not total:
             return 0, 0
-        rows = f"SELECT * EXCLUDE ({queries.ROW_NUMBER}) FROM incoming_all"
+        rows = "SELECT * FROM incoming_all"
         if dedup is not None:
             bounds = (low, high) if low is not None else None
             sql = queries.new_row_numbers(name, "incoming_all", bounds, stored)
@@ -192,14 +193,18 @@ def insert_new_rows_of(
             if new.num_rows < total:
                 con.register("new_row_numbers", new)
                 rows += f" SEMI JOIN new_row_numbers USING ({queries.ROW_NUMBER})"
-        con.execute(f"CREATE OR REPLACE TEMP VIEW incoming AS {rows}")
-        return total, _insert(con, name, "incoming", state, stored, newest_first=True)
+        con.execute(f"CREATE OR REPLACE TEMP VIEW incoming_numbered AS {rows}")
+        con.execute(
+            "CREATE OR REPLACE TEMP VIEW incoming AS "
+            f"SELECT * EXCLUDE ({queries.ROW_NUMBER}) FROM incoming_numbered"
+        )
+        return total, _insert(con, name, "incoming", state, stored, "incoming_numbered")
     finally:
         # After a failed statement the transaction only takes a ROLLBACK (which drops these
         # too): a DROP here would raise and hide the failure that matters.
         with contextlib.suppress(duckdb.Error):
-            con.execute("DROP VIEW IF EXISTS incoming")
-            con.execute("DROP VIEW IF EXISTS incoming_all")
+            for view in ("incoming", "incoming_numbered", "incoming_all"):
+                con.execute(f"DROP VIEW IF EXISTS {view}")
         con.unregister("new_row_numbers")
 
 
