@@ -431,29 +431,50 @@ def patch_checkpoints(state: State, relation: str) -> str:
     """
 
 
-def state_rows(state: State, numbered: str) -> str:
-    """The rows of a commit (`numbered`: a query of them with `ROW_NUMBER`) that keeping the
-    state needs, whole: each key's newest (`merge_state`), the late ones (`late_rows`) and
-    those at or before the newest checkpoint (`patch_checkpoints`). Found from the keys and
-    times alone, then read once: ~25,000 of a move's 245,760 position rows. Each statement
-    reading the move's files whole for itself cost 4.8 µs CPU a row (1 M position rows:
-    newest per key as whole rows 2.2, late rows 1.2, patch 0.8, MERGE 0.7), more than the
-    INSERT (2.1)."""
+#: What the state's statements of one move take as whole rows into memory (`state_rows`),
+#: besides each key's newest row: at most this many late rows, and as many rows that patch
+#: checkpoints. Past it (a REST resync of every account after an outage; the simulator's
+#: firehose, whose pushes repeat one updatedTime, so every row is at or before the newest
+#: checkpoint and the whole move, 555 MiB with raw JSON, was picked), that statement reads
+#: the move's rows itself, streamed.
+STATE_PICK_ROWS = 20_000
+
+
+def state_picks(state: State, numbered: str) -> str:
+    """The row numbers of a commit (`numbered`: a query of its rows with `ROW_NUMBER`) that
+    keeping the state needs, from the keys and times alone: each key's newest
+    (`merge_state`), each late row (`late_rows`), and per checkpoint and key the newest row
+    at or before the checkpoint (`patch_checkpoints`), each flagged."""
     keys = state.key.split(", ")
     times = ["exchange_ts", "local_ts"] + (["seq"] if "seq" in state.rank else [])
+    rank = state.rank.format(r="k")
+    group = ", ".join(f"k.{key}" for key in keys)
     return f"""
     WITH k AS (SELECT {ROW_NUMBER}, {", ".join(keys + times)} FROM {numbered}),
-    picked AS (
-        SELECT arg_max({ROW_NUMBER}, {state.rank.format(r="k")}) AS n FROM k
-        GROUP BY {", ".join(keys)}
-        UNION
-        SELECT {ROW_NUMBER} FROM k
-        WHERE {is_late("k")}
-           OR k.exchange_ts <= (SELECT max(checkpoint_ts) FROM {CHECKPOINTS}
-                                WHERE history = '{state.history}')
+    newest AS (SELECT arg_max(k.{ROW_NUMBER}, {rank}) AS n FROM k GROUP BY {group}),
+    late AS (SELECT k.{ROW_NUMBER} AS n FROM k WHERE {is_late("k")}),
+    patch AS (
+        SELECT arg_max(k.{ROW_NUMBER}, {rank}) AS n FROM k
+        JOIN {CHECKPOINTS} c
+          ON c.history = '{state.history}' AND k.exchange_ts <= c.checkpoint_ts
+        GROUP BY c.checkpoint_ts, {group}
     )
+    SELECT n, bool_or(is_newest) AS is_newest, bool_or(is_late) AS is_late,
+           bool_or(is_patch) AS is_patch
+    FROM (
+        SELECT n, true AS is_newest, false AS is_late, false AS is_patch FROM newest
+        UNION ALL SELECT n, false, true, false FROM late
+        UNION ALL SELECT n, false, false, true FROM patch
+    )
+    GROUP BY n
+    """
+
+
+def picked_rows(numbered: str, picks: str) -> str:
+    """The rows of `numbered` whose numbers `picks` holds (a table of `n`), whole."""
+    return f"""
     SELECT * EXCLUDE ({ROW_NUMBER}) FROM {numbered} r
-    SEMI JOIN picked ON r.{ROW_NUMBER} = picked.n
+    SEMI JOIN {picks} p ON r.{ROW_NUMBER} = p.n
     """
 
 
