@@ -560,10 +560,17 @@ ORDER_KEY = "account_id, order_id"
 #: An order's versions newest first: the exchange's updated time; at one instant the version
 #: that has filled more, then a final one (a cancel racing a fill can give a `Cancelled` and a
 #: `Filled` one millisecond), then our arrival.
+FINAL_ORDER_STATUSES = (
+    "('Filled', 'Cancelled', 'PartiallyFilledCanceled', 'Rejected', 'Deactivated')"
+)
 ORDER_ORDER = (
     "exchange_ts DESC, cum_exec_qty DESC NULLS LAST, "
-    "order_status IN ('Filled', 'Cancelled', 'PartiallyFilledCanceled', 'Rejected', "
-    "'Deactivated') DESC, local_ts DESC"
+    f"order_status IN {FINAL_ORDER_STATUSES} DESC, local_ts DESC"
+)
+#: `ORDER_ORDER` as one comparable value of row `{r}`: greater is newer (NULL quantity last).
+ORDER_RANK = (
+    "({r}.exchange_ts, {r}.cum_exec_qty IS NOT NULL, coalesce({r}.cum_exec_qty, 0), "
+    f"{{r}}.order_status IN {FINAL_ORDER_STATUSES}, {{r}}.local_ts)"
 )
 #: The statuses of an order still working on the book (or waiting for its trigger).
 OPEN_ORDER_STATUSES = "('New', 'PartiallyFilled', 'Untriggered', 'Triggered')"
@@ -616,13 +623,24 @@ LEDGER_VIEWS: list[str] = [
 #: The ledger's table macros (state at an instant, and the tie-out of executions against
 #: balances), the same for every store kind.
 LEDGER_MACROS: list[str] = [
+    # Each order's newest version at the instant found from the keys and `ORDER_RANK` alone,
+    # then only the open ones read whole: 2.1 s against 7.3 s for the window over whole rows
+    # (10 M store at mid-month, 11,074 open; the same rows, checked at three instants; near
+    # the end 3.7 against 31 s, on a box busy with another benchmark). Versions tied in the order
+    # (none in practice: the same order, time, quantity and arrival) are one row, as there.
     f"""
     CREATE OR REPLACE MACRO open_orders_asof(instant) AS TABLE
-    SELECT * FROM (
-        SELECT * FROM order_events WHERE exchange_ts <= instant
-        QUALIFY row_number() OVER (PARTITION BY {ORDER_KEY} ORDER BY {ORDER_ORDER}) = 1
+    WITH newest AS (
+        SELECT account_id, order_id, max({ORDER_RANK.format(r="o")}) AS rank
+        FROM order_events o WHERE o.exchange_ts <= instant
+        GROUP BY account_id, order_id
     )
-    WHERE order_status IN {OPEN_ORDER_STATUSES}
+    SELECT o.* FROM order_events o
+    SEMI JOIN newest n
+      ON o.account_id = n.account_id AND o.order_id = n.order_id
+     AND {ORDER_RANK.format(r="o")} = n.rank
+    WHERE o.exchange_ts <= instant AND o.order_status IN {OPEN_ORDER_STATUSES}
+    QUALIFY row_number() OVER (PARTITION BY {ORDER_KEY}) = 1
     """,
     # Per account, account type and coin: how the wallet balance moved from `start_ts` to
     # `stop_ts` (each instant's `wallets_asof`) against what the executions of (start, stop]
