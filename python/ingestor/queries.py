@@ -431,7 +431,7 @@ def patch_checkpoints(state: State, relation: str) -> str:
     """
 
 
-#: What the state's statements of one move take as whole rows into memory (`state_rows`),
+#: What the state's statements of one move take as whole rows into memory (`state_picks`),
 #: besides each key's newest row: at most this many late rows, and as many rows that patch
 #: checkpoints. Past it (a REST resync of every account after an outage; the simulator's
 #: firehose, whose pushes repeat one updatedTime, so every row is at or before the newest
@@ -457,6 +457,9 @@ def state_picks(state: State, numbered: str) -> str:
         SELECT arg_max(k.{ROW_NUMBER}, {rank}) AS n FROM k
         JOIN {CHECKPOINTS} c
           ON c.history = '{state.history}' AND k.exchange_ts <= c.checkpoint_ts
+        -- An on-time row is newer than every checkpoint: out before the join.
+        WHERE k.exchange_ts <= (
+            SELECT max(checkpoint_ts) FROM {CHECKPOINTS} WHERE history = '{state.history}')
         GROUP BY c.checkpoint_ts, {group}
     )
     SELECT n, bool_or(is_newest) AS is_newest, bool_or(is_late) AS is_late,
