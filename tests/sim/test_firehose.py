@@ -33,6 +33,10 @@ def test_firehose_sends_the_configured_count_of_valid_pushes() -> None:
             # Fresh pushes every round: a store that drops replays keeps them all, and the
             # creation time is when it was written (for latency), not when the ring was built.
             assert all(now_ms - 10_000 < f["creationTime"] <= now_ms for f in frames)
+            # A position's updatedTime is its push's: each round's rows are newer.
+            updated = [int(f["data"][0]["updatedTime"]) for f in frames if f["topic"] == "position"]
+            created = [f["creationTime"] for f in frames if f["topic"] == "position"]
+            assert updated == created
         ids = [f["id"] for frames in received for f in frames]
         assert len(set(ids)) == len(ids) == 2 * FRAMES
 

@@ -146,7 +146,11 @@ class Firehose:
             side="Buy" if idx != 2 else "Sell",
             size=inst.qty_step * (1 + n),
             entry=price,
-            updated_ms=created + n,
+            # Filled in by each round with its creation time, as a real push carries the
+            # update that caused it: a ring built once with fixed updatedTimes sent rows that
+            # every later checkpoint is newer than, which no exchange does (each was folded
+            # into every checkpoint made since, the write path's slowest case).
+            updated_ms=TIME_MARK,
             seq=1_000_000 + n,
             ever_open=True,
         )
@@ -220,7 +224,8 @@ TIME_MARK = 1_111_111_111_111
 
 
 def template(frame: bytes, connection: int, index: int) -> bytes:
-    """The framed push as a `%`-template: `%(r)b` the round, `%(t)b` the creation time.
+    """The framed push as a `%`-template: `%(r)b` the round, `%(t)b` the creation time (and
+    a position's updatedTime).
 
     The id is `<round>-<connection>-<index>`, unique in the run; both placeholders are filled
     with fixed-width values, so the WebSocket header computed here stays right."""
@@ -231,6 +236,7 @@ def template(frame: bytes, connection: int, index: int) -> bytes:
         frame.replace(b"%", b"%%")
         .replace(f'"{ID_MARK}"'.encode(), b'"' + message_id + b'"')
         .replace(time_mark, b'"creationTime":%(t)b')
+        .replace(b'"updatedTime":"%d"' % TIME_MARK, b'"updatedTime":"%(t)b"')
     )
     sample = payload % {b"r": b"0" * ROUND_DIGITS, b"t": b"0" * TIME_DIGITS}
     header = ws_frame(sample)[: -len(sample)]
