@@ -284,9 +284,7 @@ def position_rows(start: int, stop: int, total: int, rng: np.random.Generator) -
     side_index = np.where(open_, np.where(direction > 0, 0, 1), 2)
     zero = np.zeros(n)
     columns = {
-        "account_id": ACCOUNT_NAMES.take(pa.array(account)),
-        "category": SYMBOL_CATEGORY.take(pa.array(symbol)),
-        "symbol": SYMBOL_NAMES.take(pa.array(symbol)),
+        **traded(account, symbol),
         "position_idx": const(0, n, pa.int32()),
         "side": pa.array(["Buy", "Sell", ""], pa.string()).take(pa.array(side_index)),
         "size": dec(size, 3),
@@ -648,6 +646,15 @@ def arrival(at: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.nd
     return creation, creation + rng.integers(1_000, 10_000, len(at))
 
 
+def traded(account: np.ndarray, symbol: np.ndarray) -> dict[str, pa.Array]:
+    """The columns naming a row's account and instrument, from their indexes."""
+    return {
+        "account_id": ACCOUNT_NAMES.take(pa.array(account)),
+        "category": SYMBOL_CATEGORY.take(pa.array(symbol)),
+        "symbol": SYMBOL_NAMES.take(pa.array(symbol)),
+    }
+
+
 def execution_table(c: dict) -> pa.Table:
     """Execution rows from `c`'s arrays (prices in ticks, quantities in lots, amounts in
     10^-8), with the NULLs the decoder stores for what Bybit sends as "" or leaves out (a
@@ -664,9 +671,7 @@ def execution_table(c: dict) -> pa.Table:
 
     string, no_dec = pa.nulls(n, pa.string()), pa.nulls(n, DEC)
     columns = {
-        "account_id": ACCOUNT_NAMES.take(pa.array(c["account"])),
-        "category": SYMBOL_CATEGORY.take(pa.array(symbol)),
-        "symbol": SYMBOL_NAMES.take(pa.array(symbol)),
+        **traded(c["account"], symbol),
         "exec_id": c["exec_id"],
         "order_id": c["order_id"],
         "order_link_id": c["order_link_id"],
@@ -723,9 +728,7 @@ def order_table(c: dict) -> pa.Table:
     detail = pc.binary_join_element_wise('{"', coin, '":"', units_text(c["cum_fee"]), '"}', "")
     string, no_dec = pa.nulls(n, pa.string()), pa.nulls(n, DEC)
     columns = {
-        "account_id": ACCOUNT_NAMES.take(pa.array(c["account"])),
-        "category": SYMBOL_CATEGORY.take(pa.array(symbol)),
-        "symbol": SYMBOL_NAMES.take(pa.array(symbol)),
+        **traded(c["account"], symbol),
         "order_id": c["order_id"],
         "order_link_id": c["order_link_id"],
         "parent_order_link_id": string,
