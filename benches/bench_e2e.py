@@ -65,6 +65,10 @@ class Result:
     p99_ms: float | None = None
     paced_rate: float = 0.0
     notes: list[str] = field(default_factory=list)
+    #: ingestor: per process role, [CPU seconds, peak PSS KiB] in the window, unpaced and paced.
+    roles: dict[str, list[float]] = field(default_factory=dict)
+    paced_roles: dict[str, list[float]] = field(default_factory=dict)
+    paced_messages: int = 0
 
     @property
     def rate(self) -> float:
@@ -131,39 +135,66 @@ def process_tree(root: int) -> list[int]:
     return tree
 
 
-def tree_usage(root: int) -> tuple[float, int]:
-    """(CPU seconds so far, memory KiB now) summed over the process tree. Memory is PSS:
-    forked processes share pages, which RSS would count once per process."""
-    cpu, memory = 0.0, 0
+#: The service's processes by the names they give themselves (/proc/PID/comm); the root of
+#: the tree is the supervisor.
+ROLES = (("ingestor-writer", "writer"), ("ingestor-col-", "collectors"))
+
+
+def role_of(pid: int, root: int) -> str:
+    if pid == root:
+        return "supervisor"
+    try:
+        comm = Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return "other"
+    return next((role for prefix, role in ROLES if comm.startswith(prefix)), "other")
+
+
+def tree_usage(root: int) -> dict[str, tuple[float, int]]:
+    """Per role in the process tree (supervisor, writer, collectors, other), (CPU seconds so
+    far, memory KiB now) summed over its processes. Memory is PSS: forked processes share
+    pages, which RSS would count once per process."""
+    usage: dict[str, tuple[float, int]] = {}
     for pid in process_tree(root):
         try:
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
             rollup = Path(f"/proc/{pid}/smaps_rollup").read_text()
         except OSError:
             continue
-        cpu += (int(fields[11]) + int(fields[12])) / TICKS  # utime, stime
-        memory += next(
+        cpu = (int(fields[11]) + int(fields[12])) / TICKS  # utime, stime
+        memory = next(
             (int(line.split()[1]) for line in rollup.splitlines() if line.startswith("Pss:")), 0
         )
-    return cpu, memory
+        role = role_of(pid, root)
+        before = usage.get(role, (0.0, 0))
+        usage[role] = (before[0] + cpu, before[1] + memory)
+    return usage
 
 
 def measure_window(
     process: subprocess.Popen, warmup: float, seconds: float, probe: Callable[[], float]
-) -> tuple[float, int, float]:
+) -> tuple[float, int, float, dict[str, list[float]]]:
     """CPU seconds and peak memory (PSS) of the process tree over [warmup, warmup + seconds],
-    and how far `probe` (a running count) moved in the same window."""
+    how far `probe` (a running count) moved in the same window, and per role [CPU seconds,
+    peak PSS KiB]. A collector restarted in the window counts from its start (its CPU before
+    the window is not taken off)."""
     time.sleep(warmup)
-    cpu0, _ = tree_usage(process.pid)
+    start = tree_usage(process.pid)
     count0 = probe()
-    peak = 0
+    peak, peaks = 0, dict.fromkeys(start, 0)
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
-        _, rss = tree_usage(process.pid)
-        peak = max(peak, rss)
-    cpu1, _ = tree_usage(process.pid)
-    return cpu1 - cpu0, peak, probe() - count0
+        now = tree_usage(process.pid)
+        peak = max(peak, sum(memory for _, memory in now.values()))
+        for role, (_, memory) in now.items():
+            peaks[role] = max(peaks.get(role, 0), memory)
+    end = tree_usage(process.pid)
+    roles = {
+        role: [cpu - start.get(role, (0.0, 0))[0], peaks.get(role, 0)]
+        for role, (cpu, _) in end.items()
+    }
+    return sum(cpu for cpu, _ in roles.values()), peak, probe() - count0, roles
 
 
 def scrape(port: int) -> str:
@@ -234,7 +265,7 @@ def run_ingestor(
     try:
         # Pushes committed in the window, not pushes created in it: a writer that falls
         # behind would otherwise look fast, its backlog committed after the window's CPU count.
-        cpu, rss, committed = measure_window(
+        cpu, rss, committed, roles = measure_window(
             service, args.warmup, args.seconds, lambda: committed_pushes(port)
         )
         metrics = ""
@@ -256,7 +287,7 @@ def run_ingestor(
                     os.kill(pid, signal.SIGKILL)
             service.wait()
         sim.stop()
-    result = Result(name, accounts, cpu_seconds=cpu, rss_kib=rss)
+    result = Result(name, accounts, cpu_seconds=cpu, rss_kib=rss, roles=roles)
     result.seconds = args.seconds
     result.messages = int(committed)
     result.p50_ms, result.p99_ms = histogram_quantiles(metrics, "ingestor_commit_delay_seconds")
@@ -306,6 +337,7 @@ def run_one(name: str, accounts: int, args: argparse.Namespace) -> Result:
     with tempfile.TemporaryDirectory(prefix="bench-e2e-") as tmp:
         paced = runner(Path(tmp), accounts, args, rate)
     result.p50_ms, result.p99_ms, result.paced_rate = paced.p50_ms, paced.p99_ms, paced.rate
+    result.paced_roles, result.paced_messages = paced.roles, paced.messages
     print(
         f"  {result.rate:,.0f} msgs/s, {result.cpu_us:.2f} µs CPU/msg, "
         f"p99 {fmt_ms(result.p99_ms)} at {paced.rate:,.0f} msgs/s",
@@ -347,6 +379,35 @@ def table(results: list[Result], args: argparse.Namespace) -> list[str]:
             else:
                 cells += [f"{r.cpu_us / mine.cpu_us:.1f}×", f"{mine.rate / r.rate:.1f}×"]
         lines.append(f"| {r.accounts:,} | {r.pipeline} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def roles_table(results: list[Result], args: argparse.Namespace) -> list[str]:
+    """The ingestor's processes one by one: CPU per message committed, unpaced and paced,
+    and peak PSS unpaced (each role's own peak; the sum of peaks can exceed the tree's)."""
+    names = ("writer", "collectors", "supervisor")
+    lines = [
+        "Per process (CPU µs per message committed; PSS at saturation, each its own peak):",
+        "",
+        "| pipeline | accounts | " + " | ".join(f"{n} µs/msg" for n in names)
+        + f" | writer µs/msg at {args.paced_total:,.0f} msgs/s | "
+        + " / ".join(names) + " PSS |",
+        "|---|---:|" + "---:|" * (len(names) + 2),
+    ]  # fmt: skip
+    for r in results:
+        if not r.roles or not r.messages:
+            continue
+
+        def us(roles: dict[str, list[float]], name: str, messages: int) -> str:
+            cpu = roles.get(name, [0.0, 0])[0]
+            return f"{cpu / messages * 1e6:.2f}" if messages else "n/a"
+
+        pss = " / ".join(f"{r.roles.get(n, [0, 0])[1] / 1024:,.0f}" for n in names)
+        lines.append(
+            f"| {r.pipeline} | {r.accounts:,} | "
+            + " | ".join(us(r.roles, n, r.messages) for n in names)
+            + f" | {us(r.paced_roles, 'writer', r.paced_messages)} | {pss} MiB |"
+        )
     return lines
 
 
@@ -430,6 +491,8 @@ def main() -> None:
         "sharing the same cores.",
         "",
         *table(results, args),
+        "",
+        *roles_table(results, args),
         "",
     ]
     png = args.out.with_suffix(".png")

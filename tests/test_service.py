@@ -75,6 +75,10 @@ def test_a_killed_collector_is_restarted_and_the_truth_still_matches(tmp_path):
     run = start_sim(tmp_path, accounts=10, seed=22, duration=6)
     service = run.start_service("--duration", "11", "--workers", "2")
     lines = read_until_collectors(service, 2)
+    # Named for ps, top and the benchmarks' per-process counts.
+    children = children_of(service.pid)
+    names = sorted(Path(f"/proc/{pid}/comm").read_text().strip() for pid in children)
+    assert names == ["ingestor-col-0", "ingestor-col-1", "ingestor-writer"], names
     time.sleep(2)
     os.kill(collector_pids(lines)[0], signal.SIGKILL)
     assert run.wait_service() == 0

@@ -172,7 +172,7 @@ class Supervisor:
                 handle.stop,
                 self.collectors,
             ),
-            name=f"ingestor-collector-{handle.worker}",
+            name=f"ingestor-col-{handle.worker}",  # comm: 15 bytes, "ingestor-col-99"
             daemon=True,
         )
         handle.process.start()

@@ -140,21 +140,31 @@ impl Batcher {
         }
     }
 
-    /// Cuts every table whose oldest row has waited `flush_interval`.
-    pub fn flush_due(&self) {
+    /// Cuts every table whose oldest row has waited `flush_interval`; returns when the next
+    /// table is due (None: every table is empty). A table that gets its first row after this
+    /// call is due a whole `flush_interval` later.
+    pub fn flush_due(&self) -> Option<Instant> {
         let mut inner = self.lock();
         let now = Instant::now();
         let mut cut_any = false;
+        let mut next: Option<Instant> = None;
         for (i, table) in Table::ALL.into_iter().enumerate() {
-            if inner.oldest[i].is_some_and(|t| now.duration_since(t) >= self.flush_interval) {
+            let Some(oldest) = inner.oldest[i] else {
+                continue;
+            };
+            let due = oldest + self.flush_interval;
+            if due <= now {
                 Self::cut(&mut inner, i, table);
                 cut_any = true;
+            } else {
+                next = Some(next.map_or(due, |n| n.min(due)));
             }
         }
         drop(inner);
         if cut_any {
             self.ready.notify_all();
         }
+        next
     }
 
     /// Cuts everything now (on close).

@@ -143,13 +143,19 @@ impl Collector {
             config,
         });
         let flusher = shared.clone();
-        let tick = (shared.config.flush_interval / 4)
+        // The flusher sleeps until the oldest row's table is due, so a batch is cut
+        // flush_interval after its first row (a fixed 100 ms tick cut it up to 100 ms late:
+        // p99 creation -> committed 1.15-1.19 s at flush_interval 1 s), and at most `idle`
+        // when nothing waits (a first row's table is due a whole flush_interval later).
+        let idle = (shared.config.flush_interval / 4)
             .clamp(Duration::from_millis(5), Duration::from_millis(100));
         runtime.spawn(async move {
-            let mut interval = tokio::time::interval(tick);
             loop {
-                interval.tick().await;
-                flusher.batcher.flush_due();
+                let now = tokio::time::Instant::now();
+                let wait = flusher.batcher.flush_due().map_or(idle, |due| {
+                    due.saturating_duration_since(now.into_std()).min(idle)
+                });
+                tokio::time::sleep_until(now + wait).await;
             }
         });
         let collector = Collector {
