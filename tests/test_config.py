@@ -80,10 +80,10 @@ def test_the_inflight_budget_defaults_to_the_machine_and_a_file_value_wins(tmp_p
     text = "accounts: [{id: a, environment: sim, api_key: k, api_secret: s}]\n"
     default = load(tmp_path, text, env={})
     assert default.max_inflight_mb is None
-    assert 128 <= config.inflight_mb(default) <= 512
-    chosen = load(tmp_path, "max_inflight_mb: 64\n" + text, env={})
-    assert config.inflight_mb(chosen) == 64
-    assert config.relay_budget_bytes(chosen) == 64 * 2**20 * 3 // 8
+    assert 64 <= config.inflight_mb(default) <= 512
+    chosen = load(tmp_path, "max_inflight_mb: 96\n" + text, env={})
+    assert config.inflight_mb(chosen) == 96
+    assert config.relay_budget_bytes(chosen) == 96 * 2**20 * 3 // 8
     with pytest.raises(ConfigError, match="max_inflight_mb"):
         load(tmp_path, "max_inflight_mb: 0\n" + text, env={})
 

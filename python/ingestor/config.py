@@ -164,18 +164,21 @@ class Settings:
 
 
 def default_inflight_mb() -> int:
-    """A 192nd of the machine's memory, between 128 and 512 MiB. A DuckDB file's flush is
+    """A 384th of the machine's memory, between 64 and 512 MiB. A DuckDB file's flush is
     durable in its hot tier as soon as it is written, so batches are held only that long and
     a large budget buys nothing: at 100 accounts' firehose, 90,000 messages a second at 128
     MiB (all processes 443 MiB PSS) and 85,000 at 256 (763 MiB). The Parquet tree too:
     106,600 messages a second at 128 MiB (396 MiB PSS), 61,700 at 1.5 GiB (1,810 MiB) in
-    `make bench-e2e` the same hour. (A lake, which commits what the writer holds, was not
-    measured.)"""
+    `make bench-e2e` the same hour. At 64 against 128 (2026-12-01, 24 GiB box): 1,000
+    accounts 50,100 against 50,700 messages a second, 595 against 654 MiB; 100 accounts,
+    alternating, 50,000 and 54,400 against 55,700, 492 and 470 against 552 MiB. At 48 the
+    collectors' shares hold one or two batches: 32,400 messages a second at 1,000. (A lake,
+    which commits what the writer holds, was not measured.)"""
     try:
         total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (ValueError, OSError, AttributeError):
-        return 128
-    return max(128, min(512, total // 192 // 2**20))
+        return 64
+    return max(64, min(512, total // 384 // 2**20))
 
 
 def inflight_mb(settings: Settings) -> int:
