@@ -11,6 +11,8 @@ from multiprocessing.connection import Connection
 from multiprocessing.synchronize import Event
 from typing import Any
 
+import pyarrow as pa
+
 from ingestor._core import Collector
 from ingestor.config import Settings, collector_budget_bytes
 from ingestor.service.messages import BATCH, COLLECTOR_STATS, DONE, to_ipc
@@ -82,6 +84,12 @@ def run(
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     log.info("collector %d (pid %d) starting with %d accounts", worker, os.getpid(), len(specs))
+    # What this process allocates through Arrow is the IPC copy of each batch it sends (1-4
+    # MB, grown by doubling); pyarrow's mimalloc pool kept those pages. The system pool
+    # (glibc, whose mmap threshold `service.malloc` fixes at 128 KiB) gives them back at free:
+    # two collectors at 1,000 accounts' firehose 173-177 against 188-205 MiB PSS, for ~0.5 µs
+    # of CPU a message (alternating runs).
+    pa.set_memory_pool(pa.system_memory_pool())
     collector = Collector(specs, **engine_options(settings, collectors))
     next_stats = 0.0
     previous: dict[str, dict] = {}

@@ -33,9 +33,12 @@ WRITER_DUCKDB_CONFIG = {"threads": 1}
 #: tier's files through it and most of what needs more spills to its temp directory. Not
 #: everything does: a state's MERGE and the checkpoint at DETACH failed at 32 MB with 100
 #: accounts' firehose, and at 64 MB with the query benchmark's 20,000 position keys, so a
-#: move that runs out raises it (`grow_memory_limit`). At saturation (the firehose, peak
-#: PSS of the writer): 100 accounts 593 MiB unbounded, 319 at 128 MB.
-WRITER_MEMORY_MB = 128
+#: move that runs out raises it (`grow_memory_limit`: a store of that many keys pays one
+#: failed move a start). At saturation (the firehose, peak PSS of the writer): 100 accounts
+#: 593 MiB unbounded, 319 at 128 MB; 1,000 accounts 279-280 at 128 MB with two row groups a
+#: move, 209-220 at 64 with one (`MOVE_GROUPS`), at 35.7-42.3k against 37.2-46.2k messages a
+#: second in alternating runs (2026-12-01, a box that swung 25% between runs of one kind).
+WRITER_MEMORY_MB = 64
 #: Where `grow_memory_limit` stops doubling: an eighth of the machine.
 WRITER_MEMORY_CAP_FRACTION = 8
 

@@ -45,9 +45,11 @@ _LOCK_HOLDER = re.compile(r"Conflicting lock is held in (.+?) \(PID (\d+)\)")
 #: ~5 times (34-42 µs a row), 122,880 at a time cost 6.6, and a tail that is not a whole row
 #: group is rewritten by the next commit (unaligned 123,000-row commits: 11.3 µs a row).
 ROW_GROUP_ROWS = 122_880
-#: Row groups a move takes of one table at most (what it holds in memory: 2 x 122,880 rows
-#: read back from the hot tier, ~250 MB with raw JSON; 245,760-row commits cost 6.0 µs a row).
-MOVE_GROUPS = 2
+#: Row groups a move takes of one table at most: what its DuckDB works on (~125 MB of rows
+#: with raw JSON a row group, spilled past `WRITER_MEMORY_MB`). One: 245,760-row commits
+#: cost 6.0 µs a row against 6.6 for 122,880, but a move of two needed the 128 MB limit (the
+#: writer 280 MiB PSS at 1,000 accounts' firehose, 210-220 with one at 64 MB; see there).
+MOVE_GROUPS = 1
 #: Rows of one table the hot tier holds, at most, before the writer stops taking batches
 #: (and so, through the supervisor's budget, the collectors stop reading their sockets): at
 #: saturation the flushes outran the moves (100 accounts: 135,000 rows a second flushed,
