@@ -382,6 +382,12 @@ def table(results: list[Result], args: argparse.Namespace) -> list[str]:
     return lines
 
 
+def role_us(roles: dict[str, list[float]], name: str, messages: int) -> str:
+    """A role's CPU µs per message committed."""
+    cpu = roles.get(name, [0.0, 0])[0]
+    return f"{cpu / messages * 1e6:.2f}" if messages else "n/a"
+
+
 def roles_table(results: list[Result], args: argparse.Namespace) -> list[str]:
     """The ingestor's processes one by one: CPU per message committed, unpaced and paced,
     and peak PSS unpaced (each role's own peak; the sum of peaks can exceed the tree's)."""
@@ -397,16 +403,11 @@ def roles_table(results: list[Result], args: argparse.Namespace) -> list[str]:
     for r in results:
         if not r.roles or not r.messages:
             continue
-
-        def us(roles: dict[str, list[float]], name: str, messages: int) -> str:
-            cpu = roles.get(name, [0.0, 0])[0]
-            return f"{cpu / messages * 1e6:.2f}" if messages else "n/a"
-
         pss = " / ".join(f"{r.roles.get(n, [0, 0])[1] / 1024:,.0f}" for n in names)
         lines.append(
             f"| {r.pipeline} | {r.accounts:,} | "
-            + " | ".join(us(r.roles, n, r.messages) for n in names)
-            + f" | {us(r.paced_roles, 'writer', r.paced_messages)} | {pss} MiB |"
+            + " | ".join(role_us(r.roles, n, r.messages) for n in names)
+            + f" | {role_us(r.paced_roles, 'writer', r.paced_messages)} | {pss} MiB |"
         )
     return lines
 
