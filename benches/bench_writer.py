@@ -49,22 +49,45 @@ Batches = list[tuple[str, pa.RecordBatch]]
 ROUND_SHIFT_US = 3_600_000_000
 
 
+#: A push arrives this long after its creation time (local_ts), as over a good link.
+ARRIVAL_US = 7_000
+#: The times a round moves later, together: a push's exchange time, creation and arrival.
+ROUND_TIMES = ("exchange_ts", "creation_ts", "local_ts")
+
+
 def decoded(frames: list[bytes], keep_raw: bool) -> Batches:
+    """The frames decoded, each row arriving `ARRIVAL_US` after its push's creation (decode's
+    own local_ts is the clock's now, over a year after the frames' times: every row would be
+    a late one, copied to the late table and patching every checkpoint, which no live
+    stream does)."""
     out = ingestor.decode(frames, account_id="acct-1", keep_raw=keep_raw)
-    return [(name, batch) for name, batch in out.items() if batch.num_rows]
+    batches = []
+    for name, batch in out.items():
+        if not batch.num_rows:
+            continue
+        if "creation_ts" in batch.schema.names and "local_ts" in batch.schema.names:
+            index = batch.schema.get_field_index("local_ts")
+            arrival = pc.add(batch["creation_ts"], pa.scalar(ARRIVAL_US, pa.duration("us")))
+            batch = batch.set_column(index, batch.schema.field(index), arrival)
+        batches.append((name, batch))
+    return batches
 
 
 def as_round(batches: Batches, n: int) -> Batches:
-    """The batches as round `n` of the firehose: new message ids, later creation times."""
+    """The batches as round `n` of the firehose: new message ids, and exchange, creation and
+    arrival times `n` round shifts later (a round repeating the exchange times would make
+    every row older than every later checkpoint)."""
     fresh = []
+    shift = pa.scalar(n * ROUND_SHIFT_US, pa.duration("us"))
     for name, batch in batches:
         if "message_id" in batch.schema.names:
             ids = pc.binary_join_element_wise(batch["message_id"], pa.scalar(f"-r{n}"), "")
             batch = batch.set_column(batch.schema.get_field_index("message_id"), "message_id", ids)
-        if "creation_ts" in batch.schema.names:
-            index = batch.schema.get_field_index("creation_ts")
-            later = pc.add(batch["creation_ts"], pa.scalar(n * ROUND_SHIFT_US, pa.duration("us")))
-            batch = batch.set_column(index, batch.schema.field(index), later)
+        for column in ROUND_TIMES:
+            if column in batch.schema.names:
+                index = batch.schema.get_field_index(column)
+                later = pc.add(batch[column], shift)
+                batch = batch.set_column(index, batch.schema.field(index), later)
         fresh.append((name, batch))
     return fresh
 
