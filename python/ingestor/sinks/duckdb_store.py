@@ -46,13 +46,13 @@ _LOCK_HOLDER = re.compile(r"Conflicting lock is held in (.+?) \(PID (\d+)\)")
 #: group is rewritten by the next commit (unaligned 123,000-row commits: 11.3 µs a row).
 ROW_GROUP_ROWS = 122_880
 #: Row groups a move takes of one table at most: what its DuckDB works on (~125 MB of rows
-#: with raw JSON a row group, spilled past `WRITER_MEMORY_MB`). One, so that a move's working
-#: set is one row group's: 245,760-row commits cost 6.0 µs a row against 6.6 for 122,880 in
-#: isolation, but end to end at the 64 MB limit two measured the same as one within this
-#: box's swing (1,000 accounts' firehose, single runs: writer 236 against 231 MiB PSS, 43.4k
-#: against 46.5k messages a second; `bench_writer` 30.9 against 35.5 µs a row, bulk 8.5
-#: against 9.2 in the same rounds).
-MOVE_GROUPS = 1
+#: with raw JSON a row group, spilled past `WRITER_MEMORY_MB`). Two: 245,760-row commits
+#: cost 6.0 µs a row against 6.6 for 122,880, and the state's work per move is mostly per
+#: key, not per row: keeping the state cost 1.83 / 1.68x the write path at two and 2.12 /
+#: 2.02x at one (bench_queries' state cost, 1 M rows of 20,000 keys, 64 MB, two rounds).
+#: One saved the writer no memory to speak of (1,000 accounts' firehose at 64 MB: 231
+#: against 236 MiB PSS).
+MOVE_GROUPS = 2
 #: Rows of one table the hot tier holds, at most, before the writer stops taking batches
 #: (and so, through the supervisor's budget, the collectors stop reading their sockets): at
 #: saturation the flushes outran the moves (100 accounts: 135,000 rows a second flushed,
