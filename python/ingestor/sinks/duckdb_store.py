@@ -46,13 +46,13 @@ _LOCK_HOLDER = re.compile(r"Conflicting lock is held in (.+?) \(PID (\d+)\)")
 #: group is rewritten by the next commit (unaligned 123,000-row commits: 11.3 µs a row).
 ROW_GROUP_ROWS = 122_880
 #: Row groups a move takes of one table at most: what its DuckDB works on (~125 MB of rows
-#: with raw JSON a row group, spilled past `WRITER_MEMORY_MB`). Two: 245,760-row commits
-#: cost 6.0 µs a row against 6.6 for 122,880, and the state's work per move is mostly per
-#: key, not per row: keeping the state cost 1.83 / 1.68x the write path at two and 2.12 /
-#: 2.02x at one (bench_queries' state cost, 1 M rows of 20,000 keys, 64 MB, two rounds).
-#: One saved the writer no memory to speak of (1,000 accounts' firehose at 64 MB: 231
-#: against 236 MiB PSS).
-MOVE_GROUPS = 2
+#: with raw JSON a row group, spilled past `WRITER_MEMORY_MB`). One: end to end with raw
+#: JSON at the 64 MB limit, two spilled twice as much: `make bench-e2e` the same night,
+#: writer 30.3 / 31.4 µs a message at 100 / 1,000 accounts' firehose and 380 / 515 MiB PSS
+#: in all, against 19.8 / 21.1 and 398 / 508 at one. The price is the state's per-move work,
+#: mostly per key: keeping the state cost 2.12 / 2.02x the write path at one and 1.83 / 1.68x
+#: at two (bench_queries' state cost, 1 M rows of 20,000 keys, 64 MB, two rounds each).
+MOVE_GROUPS = 1
 #: Rows of one table the hot tier holds, at most, before the writer stops taking batches
 #: (and so, through the supervisor's budget, the collectors stop reading their sockets): at
 #: saturation the flushes outran the moves (100 accounts: 135,000 rows a second flushed,
