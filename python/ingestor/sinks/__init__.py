@@ -37,8 +37,9 @@ WRITER_DUCKDB_CONFIG = {"threads": 1}
 #: failed move a start). At saturation (the firehose, peak PSS of the writer): 100 accounts
 #: 593 MiB unbounded, 319 at 128 MB; 1,000 accounts 279-280 at 128 MB, 209-236 at 64, at
 #: 35.7-43.4k against 37.2-46.2k messages a second in alternating runs (2026-12-01, a box that
-#: swung 25% between runs of one kind). The state's cost at 1 M rows of 20,000 keys: the same
-#: at 64 as at 128 MB (1.83 / 1.68 against 1.87 / 1.85x), after the one failed move.
+#: swung 25% between runs of one kind). The state's cost at 1 M rows of 20,000 keys, two row
+#: groups a move: the same at 64 as at 128 MB (1.83 / 1.68 against 1.87 / 1.85x), after the
+#: one failed move.
 WRITER_MEMORY_MB = 64
 #: Where `grow_memory_limit` stops doubling: an eighth of the machine.
 WRITER_MEMORY_CAP_FRACTION = 8

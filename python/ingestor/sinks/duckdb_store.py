@@ -47,7 +47,8 @@ _LOCK_HOLDER = re.compile(r"Conflicting lock is held in (.+?) \(PID (\d+)\)")
 ROW_GROUP_ROWS = 122_880
 #: Row groups a move takes of one table at most: what its DuckDB works on (~125 MB of rows
 #: with raw JSON a row group, spilled past `WRITER_MEMORY_MB`). One: end to end with raw
-#: JSON at the 64 MB limit, two spilled twice as much: `make bench-e2e` the same night,
+#: JSON at the 64 MB limit, two cost the writer half as much again (`make bench-e2e` the same
+#: night; the spill of twice the rows is the likely cause, not measured apart):
 #: writer 30.3 / 31.4 µs a message at 100 / 1,000 accounts' firehose and 380 / 515 MiB PSS
 #: in all, against 19.8 / 21.1 and 398 / 508 at one. The price is the state's per-move work,
 #: mostly per key: keeping the state cost 2.12 / 2.02x the write path at one and 1.83 / 1.68x
