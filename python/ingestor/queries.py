@@ -103,6 +103,24 @@ WALLET_KEY = "account_id, account_type, coin"
 # Newest first: the exchange's time, then its sequence, then our arrival.
 POSITION_ORDER = "exchange_ts DESC, seq DESC NULLS LAST, local_ts DESC"
 WALLET_ORDER = "exchange_ts DESC, local_ts DESC"
+ORDER_KEY = "account_id, order_id"
+#: An order's versions newest first: the exchange's updated time; at one instant the version
+#: that has filled more, then a final one (a cancel racing a fill can give a `Cancelled` and a
+#: `Filled` one millisecond), then our arrival.
+FINAL_ORDER_STATUSES = (
+    "('Filled', 'Cancelled', 'PartiallyFilledCanceled', 'Rejected', 'Deactivated')"
+)
+ORDER_ORDER = (
+    "exchange_ts DESC, cum_exec_qty DESC NULLS LAST, "
+    f"order_status IN {FINAL_ORDER_STATUSES} DESC, local_ts DESC"
+)
+#: `ORDER_ORDER` as one comparable value of row `{r}`: greater is newer (NULL quantity last).
+ORDER_RANK = (
+    "({r}.exchange_ts, {r}.cum_exec_qty IS NOT NULL, coalesce({r}.cum_exec_qty, 0), "
+    f"{{r}}.order_status IN {FINAL_ORDER_STATUSES}, {{r}}.local_ts)"
+)
+#: The statuses of an order still working on the book (or waiting for its trigger).
+OPEN_ORDER_STATUSES = "('New', 'PartiallyFilled', 'Untriggered', 'Triggered')"
 
 
 @dataclass(frozen=True)
@@ -126,6 +144,35 @@ class State:
     #: The order as one comparable value: a row whose value is greater is newer. NULL seq
     #: sorts last (oldest), as in `order`: a row comparison would rank NULL above all.
     rank: str
+    #: The columns `rank` reads besides the key (what `state_picks` reads of every row).
+    rank_columns: tuple[str, ...] = ("exchange_ts", "local_ts")
+    #: Which keys the state holds, as SQL of row `{r}`: the keys whose newest row is such a
+    #: row (the open orders); empty: every key. A key left out may still have rows, so a
+    #: row of a key the state lacks is newest only if the history holds none newer
+    #: (`superseded`).
+    kept: str = ""
+
+    def keeps(self, r: str) -> str:
+        """SQL: the state holds the key of newest row `r`."""
+        return self.kept.format(r=r) if self.kept else "true"
+
+    def superseded(
+        self, candidates: str, history: str, until: str = "", per_checkpoint: bool = False
+    ) -> str:
+        """SQL: the keys (after `checkpoint_ts` with `per_checkpoint`) of `candidates`' rows
+        (`c`) that a row of `history` (`h`, with exchange_ts at or before `until`, SQL) is
+        newer than. Newer rows are at or after a candidate's exchange_ts, so the scan starts
+        at the oldest candidate's and the history's zone maps skip what is older: a move's
+        new orders look back over seconds, a REST row days old over those days."""
+        first = "c.checkpoint_ts, " if per_checkpoint else ""
+        keys = ", ".join(f"c.{k}" for k in self.key.split(", "))
+        bound = f" AND h.exchange_ts <= {until}" if until else ""
+        return f"""
+        SELECT DISTINCT {first}{keys} FROM {candidates} c
+        JOIN {history} h ON {self.on("c", "h")}
+        WHERE h.exchange_ts >= (SELECT min(exchange_ts) FROM {candidates})
+          AND h.exchange_ts >= c.exchange_ts{bound}
+          AND {self.newer("h", "c")}"""
 
     def newer(self, a: str, b: str) -> str:
         """SQL: row `a` is newer than row `b`."""
@@ -157,6 +204,7 @@ STATES: tuple[State, ...] = (
         POSITION_KEY,
         POSITION_ORDER,
         "({r}.exchange_ts, coalesce({r}.seq, -9223372036854775808), {r}.local_ts)",
+        ("exchange_ts", "local_ts", "seq"),
     ),
     State(
         "wallet_snapshots",
@@ -168,6 +216,21 @@ STATES: tuple[State, ...] = (
         WALLET_KEY,
         WALLET_ORDER,
         "({r}.exchange_ts, {r}.local_ts)",
+    ),
+    # The open orders: a state of every order ever would grow with the history (1.06 M
+    # orders at the 10 M store), and the question at an instant is what was working then.
+    State(
+        "order_events",
+        "open_order_state",
+        "open_orders",
+        "open_order_checkpoints",
+        "open_orders_asof",
+        "order_late_rows",
+        ORDER_KEY,
+        ORDER_ORDER,
+        ORDER_RANK,
+        ("exchange_ts", "local_ts", "cum_exec_qty", "order_status"),
+        f"{{r}}.order_status IN {OPEN_ORDER_STATUSES}",
     ),
 )
 STATE_OF: dict[str, State] = {s.history: s for s in STATES}
@@ -389,13 +452,20 @@ def checkpoint_instant(state: State) -> str:
     return f"SELECT max(checkpoint_ts) FROM {CHECKPOINTS} WHERE history = '{state.history}'"
 
 
-def state_size(state: State) -> str:
-    """The state's keys and its newest instant, which is the history's."""
-    return f"SELECT count(*), max(exchange_ts) FROM {state.table}"
+def state_size(state: State, history: str | None = None) -> str:
+    """The state's keys and the history's newest instant: the state's own where it holds
+    every key; else the history's after its last checkpoint (zone maps skip the rest)."""
+    if not state.kept:
+        return f"SELECT count(*), max(exchange_ts) FROM {state.table}"
+    since = f"coalesce(({checkpoint_instant(state)}), '-infinity'::TIMESTAMPTZ)"
+    return f"""
+    SELECT (SELECT count(*) FROM {state.table}),
+           (SELECT max(exchange_ts) FROM {history or state.history} WHERE exchange_ts > {since})
+    """
 
 
 def make_checkpoint(state: State) -> list[str]:
-    """The checkpoint at instant $1, the state's newest exchange_ts: a copy of the state,
+    """The checkpoint at instant $1, the history's newest exchange_ts: a copy of the state,
     which is the definition there (every history row is at or before it). 20,000 rows
     copied, where building it from the previous checkpoint and the rows since took an
     aggregate of up to 1 M whole rows."""
@@ -408,27 +478,66 @@ def make_checkpoint(state: State) -> list[str]:
     ]
 
 
-def patch_checkpoints(state: State, relation: str) -> str:
+def patch_checkpoints(state: State, relation: str, history: str | None = None) -> list[str]:
     """Folds a commit's rows into every checkpoint they are older than: a late row (a REST
     resync carries the position's updatedTime, which can be days old) changes the state at
     instants already checkpointed, and each must stay the definition. An on-time row is
-    newer than every checkpoint and joins none (and is filtered out before the join)."""
-    return f"""
-    MERGE INTO {state.checkpoints} k
-    USING (
-        WITH late AS (
+    newer than every checkpoint and joins none (and is filtered out before the join).
+    `history`: the table the history is kept in (with the commit's rows), which a state of
+    some keys (`State.kept`) asks whether a checkpoint it lacks a key in has a newer row."""
+    late = f"""
+        late AS (
             SELECT c.checkpoint_ts, r.* FROM {relation} r
             JOIN {CHECKPOINTS} c
               ON c.history = '{state.history}' AND r.exchange_ts <= c.checkpoint_ts
             WHERE r.exchange_ts <= (
                 SELECT max(checkpoint_ts) FROM {CHECKPOINTS} WHERE history = '{state.history}')
-        )
-        {state.newest("late", first="checkpoint_ts")}
-    ) p
-    ON (k.checkpoint_ts = p.checkpoint_ts AND {state.on("k", "p")})
-    WHEN MATCHED AND {state.newer("p", "k")} THEN UPDATE BY NAME
-    WHEN NOT MATCHED THEN INSERT BY NAME
-    """
+        )"""
+    on = f"k.checkpoint_ts = p.checkpoint_ts AND {state.on('k', 'p')}"
+    newest = state.newest("late", first="checkpoint_ts")
+    if not state.kept:
+        return [
+            f"""
+            MERGE INTO {state.checkpoints} k
+            USING (WITH {late} {newest}) p
+            ON ({on})
+            WHEN MATCHED AND {state.newer("p", "k")} THEN UPDATE BY NAME
+            WHEN NOT MATCHED THEN INSERT BY NAME
+            """
+        ]
+    # A checkpoint without the key: its newest row there is one the state does not keep (a
+    # closed order), or none; the commit's row joins only if none of the history is newer.
+    superseded = state.superseded("unknown", history or state.history, "c.checkpoint_ts", True)
+    return [
+        *_drop_unkept(state, state.checkpoints, f"WITH {late} {newest}", on),
+        f"""
+        MERGE INTO {state.checkpoints} k
+        USING (
+            WITH {late},
+            p AS (SELECT * FROM ({newest}) p WHERE {state.keeps("p")}),
+            unknown AS (SELECT p.* FROM p ANTI JOIN {state.checkpoints} k ON {on}),
+            superseded AS ({superseded})
+            SELECT p.* FROM p ANTI JOIN superseded k ON {on}
+        ) p
+        ON ({on})
+        WHEN MATCHED AND {state.newer("p", "k")} THEN UPDATE BY NAME
+        WHEN NOT MATCHED THEN INSERT BY NAME
+        """,
+    ]
+
+
+def _drop_unkept(state: State, target: str, newest: str, on: str) -> list[str]:
+    """Deletes from `target` (`k`) each key whose newest row of `newest` (`p`) is newer and
+    one the state does not keep. A MERGE of its own: DuckLake's takes one UPDATE or DELETE
+    action."""
+    return [
+        f"""
+        MERGE INTO {target} k
+        USING (SELECT * FROM ({newest}) p WHERE NOT ({state.keeps("p")})) p
+        ON ({on})
+        WHEN MATCHED AND {state.newer("p", "k")} THEN DELETE
+        """
+    ]
 
 
 #: What the state's statements of one move take as whole rows into memory (`state_picks`),
@@ -446,7 +555,7 @@ def state_picks(state: State, numbered: str) -> str:
     (`merge_state`), each late row (`late_rows`), and per checkpoint and key the newest row
     at or before the checkpoint (`patch_checkpoints`), each flagged."""
     keys = state.key.split(", ")
-    times = ["exchange_ts", "local_ts"] + (["seq"] if "seq" in state.rank else [])
+    times = list(state.rank_columns)
     rank = state.rank.format(r="k")
     group = ", ".join(f"k.{key}" for key in keys)
     return f"""
@@ -483,21 +592,47 @@ def picked_rows(numbered: str, picks: str) -> str:
 
 def build_state(state: State, history: str | None = None) -> str:
     """The state from the whole history, once: for a store made before the state was kept."""
-    return f"INSERT INTO {state.table} BY NAME {state.newest(history or state.history)}"
+    newest = state.newest(history or state.history)
+    return f"INSERT INTO {state.table} BY NAME SELECT * FROM ({newest}) r WHERE {state.keeps('r')}"
 
 
-def merge_state(state: State, relation: str) -> str:
+def merge_state(state: State, relation: str, history: str | None = None) -> list[str]:
     """Folds `relation` (the rows a commit inserted into the history) into the state: per
     key, its newest row replaces the state's if newer, or is added. MERGE, not INSERT OR
     REPLACE: a lake's tables have no keys, and DuckLake runs MERGE too. Measured: 20,000 keys
-    merged into a state of 20,000, ~6 ms a commit, no growth over 200 commits."""
-    return f"""
-    MERGE INTO {state.table} s
-    USING ({state.newest(relation)}) c
-    ON ({state.on("s", "c")})
-    WHEN MATCHED AND {state.newer("c", "s")} THEN UPDATE BY NAME
-    WHEN NOT MATCHED THEN INSERT BY NAME
-    """
+    merged into a state of 20,000, ~6 ms a commit, no growth over 200 commits.
+
+    A state of some keys (`State.kept`) drops a key whose newest row it does not keep (an
+    order filled or cancelled), and takes a key it lacks only if no row of `history` (the
+    table the history is kept in, the commit's rows in it) is newer: a late `New` of an
+    order since closed must not reopen it."""
+    newest = state.newest(relation)
+    if not state.kept:
+        return [
+            f"""
+            MERGE INTO {state.table} s
+            USING ({newest}) c
+            ON ({state.on("s", "c")})
+            WHEN MATCHED AND {state.newer("c", "s")} THEN UPDATE BY NAME
+            WHEN NOT MATCHED THEN INSERT BY NAME
+            """
+        ]
+    on = state.on("k", "p")
+    return [
+        *_drop_unkept(state, state.table, newest, on),
+        f"""
+        MERGE INTO {state.table} k
+        USING (
+            WITH p AS (SELECT * FROM ({newest}) p WHERE {state.keeps("p")}),
+            unknown AS (SELECT p.* FROM p ANTI JOIN {state.table} k ON {on}),
+            superseded AS ({state.superseded("unknown", history or state.history)})
+            SELECT p.* FROM p ANTI JOIN superseded k ON {on}
+        ) p
+        ON ({on})
+        WHEN MATCHED AND {state.newer("p", "k")} THEN UPDATE BY NAME
+        WHEN NOT MATCHED THEN INSERT BY NAME
+        """,
+    ]
 
 
 #: The reason of the `disconnected` event a start records for an account the store last saw
@@ -505,19 +640,22 @@ def merge_state(state: State, relation: str) -> str:
 #: The `gaps` view knows it by this text, so it must not change once stores hold it.
 DOWNTIME_REASON = "service not running: the previous run recorded no clean stop"
 
+
 #: Views: plain SQL over the tables, stored with them (a DuckLake catalog keeps them too).
 #: `latest_*` by their definition, over the whole history (see STATE_VIEWS).
+def defined_latest(state: State, where: str = "") -> str:
+    """SQL: the state's definition over its history (`where`: of the rows up to an instant):
+    per key the newest row, if the state keeps it."""
+    newest = f"""
+        SELECT * FROM {state.history} {f"WHERE {where}" if where else ""}
+        QUALIFY row_number() OVER (PARTITION BY {state.key} ORDER BY {state.order}) = 1"""
+    if not state.kept:
+        return newest
+    return f"SELECT * FROM ({newest}) r WHERE {state.keeps('r')}"
+
+
 DEFINED_LATEST: list[str] = [
-    f"""
-    CREATE OR REPLACE VIEW latest_positions AS
-    SELECT * FROM position_snapshots
-    QUALIFY row_number() OVER (PARTITION BY {POSITION_KEY} ORDER BY {POSITION_ORDER}) = 1
-    """,
-    f"""
-    CREATE OR REPLACE VIEW latest_wallets AS
-    SELECT * FROM wallet_snapshots
-    QUALIFY row_number() OVER (PARTITION BY {WALLET_KEY} ORDER BY {WALLET_ORDER}) = 1
-    """,
+    f"CREATE OR REPLACE VIEW {s.view} AS {defined_latest(s)}" for s in STATES
 ]
 
 GAPS_VIEW: list[str] = [
@@ -559,24 +697,6 @@ GAPS_VIEW: list[str] = [
 
 # --- The ledger: executions and order versions ----------------------------------------------
 
-ORDER_KEY = "account_id, order_id"
-#: An order's versions newest first: the exchange's updated time; at one instant the version
-#: that has filled more, then a final one (a cancel racing a fill can give a `Cancelled` and a
-#: `Filled` one millisecond), then our arrival.
-FINAL_ORDER_STATUSES = (
-    "('Filled', 'Cancelled', 'PartiallyFilledCanceled', 'Rejected', 'Deactivated')"
-)
-ORDER_ORDER = (
-    "exchange_ts DESC, cum_exec_qty DESC NULLS LAST, "
-    f"order_status IN {FINAL_ORDER_STATUSES} DESC, local_ts DESC"
-)
-#: `ORDER_ORDER` as one comparable value of row `{r}`: greater is newer (NULL quantity last).
-ORDER_RANK = (
-    "({r}.exchange_ts, {r}.cum_exec_qty IS NOT NULL, coalesce({r}.cum_exec_qty, 0), "
-    f"{{r}}.order_status IN {FINAL_ORDER_STATUSES}, {{r}}.local_ts)"
-)
-#: The statuses of an order still working on the book (or waiting for its trigger).
-OPEN_ORDER_STATUSES = "('New', 'PartiallyFilled', 'Untriggered', 'Triggered')"
 #: Executions that trade a quantity at a price: `fills` and `pnl_daily`'s volume. Funding,
 #: Delivery and Settle move money (their execPnl counts as realised PnL) but are no trade.
 FILL_TYPES = "('Trade', 'AdlTrade', 'BustTrade', 'BlockTrade', 'MovePosition', 'FutureSpread')"
@@ -623,9 +743,8 @@ LEDGER_VIEWS: list[str] = [
     """,
 ]
 
-#: The ledger's table macros (state at an instant, and the tie-out of executions against
-#: balances), the same for every store kind.
-LEDGER_MACROS: list[str] = [
+#: `open_orders_asof` by its definition, where a store keeps no state (a Parquet tree).
+OPEN_ORDERS_ASOF_DEFINED: list[str] = [
     # Each order's newest version at the instant found from the keys and `ORDER_RANK` alone,
     # then only the open ones read whole: 2.1 s against 7.3 s for the window over whole rows
     # (10 M store at mid-month, 11,074 open; the same rows, checked at three instants; near
@@ -645,6 +764,10 @@ LEDGER_MACROS: list[str] = [
     WHERE o.exchange_ts <= instant AND o.order_status IN {OPEN_ORDER_STATUSES}
     QUALIFY row_number() OVER (PARTITION BY {ORDER_KEY}) = 1
     """,
+]
+
+#: The tie-out of executions against balances, the same for every store kind.
+LEDGER_MACROS: list[str] = [
     # Per account, account type and coin: how the wallet balance moved from `start_ts` to
     # `stop_ts` (each instant's `wallets_asof`) against what the executions of (start, stop]
     # say it moved by. `difference` is 0 when the ledger is complete: a missing execution, a
@@ -763,7 +886,24 @@ def history_views(globs: dict[str, str] | None, state: bool) -> list[str]:
     if not state:
         return statements + DEFINED_LATEST
     for s in STATES:
-        if globs:
+        if globs and s.kept:
+            # A hot row of a key the state lacks is newest only if no moved row is newer.
+            statements.append(f"""
+            CREATE OR REPLACE VIEW {s.view} AS
+            WITH c AS (
+                SELECT * FROM (
+                    SELECT * FROM {s.table} UNION ALL BY NAME SELECT * FROM {hot(s.history)})
+                QUALIFY row_number() OVER (PARTITION BY {s.key} ORDER BY {s.order}) = 1
+            ),
+            unknown AS (
+                SELECT c.* FROM c ANTI JOIN {s.table} s ON {s.on("s", "c")}
+                WHERE {s.keeps("c")}
+            ),
+            superseded AS ({s.superseded("unknown", cold(s.history))})
+            SELECT c.* FROM c ANTI JOIN superseded s ON {s.on("s", "c")}
+            WHERE {s.keeps("c")}
+            """)
+        elif globs:
             statements.append(f"""
             CREATE OR REPLACE VIEW {s.view} AS
             SELECT * FROM (
@@ -837,10 +977,32 @@ def _since_checkpoint(state: State, at: str, until: str, hot_tier: bool) -> str:
 def _asof_from_checkpoints(state: State, hot_tier: bool) -> str:
     # The same rows as the definition, since a checkpoint is the definition at its instant
     # (late rows patch it in their commit).
+    since = _since_checkpoint(state, "instant", "instant", hot_tier)
+    if not state.kept:
+        return f"""
+        CREATE OR REPLACE MACRO {state.asof}(instant) AS TABLE
+        WITH {since}
+        {state.newest("history")}
+        """
+    # A checkpoint lacks the keys whose newest row there it does not keep (a closed order):
+    # a hot row at or before it of such a key is newest only if no moved row up to the
+    # instant is newer. (A moved row after the checkpoint is in `history` itself.)
+    recheck = ""
+    if hot_tier:
+        recheck = f""",
+    unknown AS (
+        SELECT n.* FROM n ANTI JOIN (
+            SELECT * FROM {state.checkpoints} WHERE checkpoint_ts = (SELECT ts FROM c)) k
+          ON {state.on("k", "n")}
+        WHERE {state.keeps("n")} AND n.exchange_ts <= (SELECT ts FROM c)
+    ),
+    superseded AS ({state.superseded("unknown", cold(state.history), "instant")})"""
+    survivors = f"n ANTI JOIN superseded s ON {state.on('s', 'n')}" if hot_tier else "n"
     return f"""
     CREATE OR REPLACE MACRO {state.asof}(instant) AS TABLE
-    WITH {_since_checkpoint(state, "instant", "instant", hot_tier)}
-    {state.newest("history")}
+    WITH {since},
+    n AS ({state.newest("history")}){recheck}
+    SELECT n.* FROM {survivors} WHERE {state.keeps("n")}
     """
 
 
@@ -917,7 +1079,12 @@ def _state_macros(hot_tier: bool) -> list[str]:
     ]
 
 
-_DEFINED_MACROS: list[str] = [*_MACROS, _wallets_every(False), *LEDGER_MACROS]
+_DEFINED_MACROS: list[str] = [
+    *_MACROS,
+    _wallets_every(False),
+    *OPEN_ORDERS_ASOF_DEFINED,
+    *LEDGER_MACROS,
+]
 
 #: Everything a store ships: views and table macros.
 VIEWS: list[str] = STORED_VIEWS + macros()

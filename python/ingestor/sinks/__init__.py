@@ -146,27 +146,31 @@ def _insert(
     inserted = con.execute(queries.insert_rows(stored or name, relation)).fetchone()[0]
     if state and name in queries.STATE_OF:
         s = queries.STATE_OF[name]
+        history = stored or name
         if numbered is None:
-            for statement in _state_statements(s, relation, relation, relation):
+            for statement in _state_statements(s, history, relation, relation, relation):
                 con.execute(statement)
         else:
-            _fold_into_state(con, s, relation, numbered)
+            _fold_into_state(con, s, history, relation, numbered)
     return inserted
 
 
-def _state_statements(s: queries.State, newest: str, late: str, patch: str) -> list[str]:
+def _state_statements(
+    s: queries.State, history: str, newest: str, late: str, patch: str
+) -> list[str]:
     """Folding a commit's rows into the state, the checkpoints and the late table, each from
     the relation that holds the rows it needs: per key the newest, the late rows, the rows
-    that patch checkpoints."""
+    that patch checkpoints. `history`: the table the history is kept in (the commit's rows
+    inserted)."""
     return [
-        queries.merge_state(s, newest),
-        queries.patch_checkpoints(s, patch),
+        *queries.merge_state(s, newest, history),
+        *queries.patch_checkpoints(s, patch, history),
         queries.late_rows(s, late),
     ]
 
 
 def _fold_into_state(
-    con: duckdb.DuckDBPyConnection, s: queries.State, relation: str, numbered: str
+    con: duckdb.DuckDBPyConnection, s: queries.State, history: str, relation: str, numbered: str
 ) -> None:
     """The state's statements of a move take the rows they need from a small Arrow table
     read at once (`queries.state_picks`: each key's newest, the late rows, the rows that
@@ -196,7 +200,7 @@ def _fold_into_state(
     try:
         late = relation if streamed["is_late"] else "state_rows"
         patch = relation if streamed["is_patch"] else "state_rows"
-        for statement in _state_statements(s, "state_rows", late, patch):
+        for statement in _state_statements(s, history, "state_rows", late, patch):
             con.execute(statement)
     finally:
         con.unregister("state_rows")
@@ -283,7 +287,9 @@ class Checkpoints:
             since = self._since[state.history]
             if since < queries.checkpoint_rows(0):
                 continue
-            keys, newest = con.execute(queries.state_size(state)).fetchone()
+            keys, newest = con.execute(
+                queries.state_size(state, self.stored(state.history))
+            ).fetchone()
             if since < queries.checkpoint_rows(keys):
                 continue
             (last,) = con.execute(queries.checkpoint_instant(state)).fetchone()
