@@ -314,3 +314,33 @@ def test_an_older_open_version_does_not_reopen_a_closed_order(kind, open_check, 
     if open_check:
         monkeypatch.setattr(duckdb_store, "ROW_GROUP_ROWS", 2)
     capture(kind, CLOSED_THEN_OLDER_OPEN, open_check=open_check)
+
+
+def test_a_move_larger_than_the_cadence_makes_each_checkpoint_inside_it(tmp_path, monkeypatch):
+    """A DuckDB file moves whole row groups: a move of four checkpoints' worth of rows makes
+    four checkpoints, not one, so `*_asof` never reads more than that many rows past one."""
+    monkeypatch.setattr(queries, "CHECKPOINT_ROWS", 1_000_000)
+    monkeypatch.setattr(queries, "CHECKPOINT_MIN_ROWS", 1)
+    monkeypatch.setattr(queries, "CHECKPOINT_STATE_FACTOR", 4)
+    path = tmp_path / "c.duckdb"
+    # Two position keys, 32 rows, every row on time and in order, moved at close as one.
+    history = [[("ws", "a0", s, 0, n * 1000, n) for s in SYMBOLS] for n in range(16)]
+    store = DuckDBStore(path, mover=False)
+    store.create()
+    for batches in commits(history):
+        store.write(batches)
+    assert store.moved_rows == 0
+    store.close()
+    with open_reader("duckdb", path) as con:
+        made = con.execute(
+            f"SELECT checkpoint_ts FROM {queries.CHECKPOINTS} "
+            "WHERE history = 'position_snapshots' ORDER BY 1"
+        ).fetchall()
+    # At the 8th, 16th, 24th and 32nd row: their exchange times 3, 7, 11 and 15 s in.
+    assert [round(ts.timestamp() * 1000) - BASE_MS for (ts,) in made] == [
+        3_000,
+        7_000,
+        11_000,
+        15_000,
+    ]
+    assert_state_is_the_definition("duckdb", path)

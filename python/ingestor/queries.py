@@ -582,6 +582,21 @@ def state_picks(state: State, numbered: str) -> str:
     """
 
 
+def slice_cuts(numbered: str, sizes: list[int]) -> str:
+    """The `ROW_NUMBER` each slice of `numbered` after the first starts at, in order, for
+    slices of `sizes` rows in arrival order."""
+    starts, at = [], 0
+    for size in sizes[:-1]:
+        at += size
+        starts.append(str(at))
+    return f"""
+    SELECT {ROW_NUMBER} FROM (
+        SELECT {ROW_NUMBER}, row_number() OVER (ORDER BY {ROW_NUMBER}) - 1 AS i FROM {numbered})
+    WHERE i IN ({", ".join(starts)})
+    ORDER BY {ROW_NUMBER}
+    """
+
+
 def picked_rows(numbered: str, picks: str) -> str:
     """The rows of `numbered` whose numbers `picks` holds (a table of `n`), whole."""
     return f"""

@@ -138,10 +138,12 @@ def _insert(
     state: bool,
     stored: str | None,
     numbered: str | None = None,
+    checkpoints: Checkpoints | None = None,
 ) -> int:
     """Inserts `relation` (new rows only) into the history and folds it into the state.
     `numbered`: `relation` with `queries.ROW_NUMBER`, read by DuckDB from the hot tier's
-    files (`_fold_into_state`)."""
+    files (`_fold_into_state`). `checkpoints`: counts the rows inserted, and makes the
+    checkpoints due within the commit (`_fold_in_slices`)."""
     # DuckDB answers an INSERT with the number of rows it inserted.
     inserted = con.execute(queries.insert_rows(stored or name, relation)).fetchone()[0]
     if state and name in queries.STATE_OF:
@@ -150,9 +152,64 @@ def _insert(
         if numbered is None:
             for statement in _state_statements(s, history, relation, relation, relation):
                 con.execute(statement)
+        elif checkpoints is not None:
+            _fold_in_slices(con, s, history, relation, numbered, inserted, checkpoints)
+            return inserted
         else:
             _fold_into_state(con, s, history, relation, numbered)
+    if checkpoints is not None:
+        checkpoints.inserted(name, inserted)
     return inserted
+
+
+def _fold_in_slices(
+    con: duckdb.DuckDBPyConnection,
+    s: queries.State,
+    history: str,
+    relation: str,
+    numbered: str,
+    inserted: int,
+    checkpoints: Checkpoints,
+) -> None:
+    """Folds a commit's rows into the state in arrival order, a checkpoint's worth at a
+    time (`Checkpoints.slices`), each checkpoint made where it falls due: a commit larger
+    than that (a DuckDB file moves whole row groups, 122,880 rows or more of a table) would
+    otherwise make at most one, and `*_asof` would read up to the commit's rows past it
+    (the query benchmark's 5,000 wallet keys: a checkpoint due every 50,000 rows, moves of
+    122,880). A checkpoint made after a slice is the definition once the later slices'
+    older rows patch it, as between commits."""
+    import duckdb
+
+    sizes = checkpoints.slices(con, s, inserted)
+    if len(sizes) == 1:
+        _fold_into_state(con, s, history, relation, numbered)
+        checkpoints.inserted(s.history, inserted)
+        return
+    cuts = [row for (row,) in con.execute(queries.slice_cuts(numbered, sizes)).fetchall()]
+    edges = [None, *cuts, None]
+    try:
+        for size, low, high in zip(sizes, edges[:-1], edges[1:], strict=True):
+            where = " AND ".join(
+                f"{queries.ROW_NUMBER} {op} {edge}"
+                for op, edge in ((">=", low), ("<", high))
+                if edge is not None
+            )
+            con.execute(
+                f"CREATE OR REPLACE TEMP VIEW slice_numbered AS "
+                f"SELECT * FROM {numbered} WHERE {where}"
+            )
+            con.execute(
+                "CREATE OR REPLACE TEMP VIEW slice_rows AS "
+                f"SELECT * EXCLUDE ({queries.ROW_NUMBER}) FROM slice_numbered"
+            )
+            _fold_into_state(con, s, history, "slice_rows", "slice_numbered")
+            checkpoints.inserted(s.history, size)
+            if high is not None:
+                checkpoints.due(con, (s,))
+    finally:
+        with contextlib.suppress(duckdb.Error):
+            for view in ("slice_rows", "slice_numbered"):
+                con.execute(f"DROP VIEW IF EXISTS {view}")
 
 
 def _state_statements(
@@ -213,11 +270,13 @@ def insert_new_rows_of(
     *,
     state: bool = False,
     stored: str | None = None,
+    checkpoints: Checkpoints | None = None,
 ) -> tuple[int, int]:
     """`insert_new` of rows DuckDB reads itself: `source` is a query of them with a
     `queries.ROW_NUMBER` column in arrival order (`queries.hot_rows`). Returns (rows read,
     rows inserted). The rows stream through each statement; only the new rows' numbers are
-    held, and only when some rows are not new."""
+    held, and only when some rows are not new. `checkpoints` counts the rows inserted and
+    makes the checkpoints that fall due inside them (`_fold_in_slices`)."""
     import duckdb
 
     faults.maybe_fail()
@@ -244,7 +303,8 @@ def insert_new_rows_of(
             "CREATE OR REPLACE TEMP VIEW incoming AS "
             f"SELECT * EXCLUDE ({queries.ROW_NUMBER}) FROM incoming_numbered"
         )
-        return total, _insert(con, name, "incoming", state, stored, "incoming_numbered")
+        inserted = _insert(con, name, "incoming", state, stored, "incoming_numbered", checkpoints)
+        return total, inserted
     finally:
         # After a failed statement the transaction only takes a ROLLBACK (which drops these
         # too): a DROP here would raise and hide the failure that matters.
@@ -273,17 +333,43 @@ class Checkpoints:
         if self._since is not None and table in self._since:
             self._since[table] += rows
 
+    def slices(self, con: duckdb.DuckDBPyConnection, state: queries.State, rows: int) -> list[int]:
+        """How many of a commit's `rows` (inserted, not yet counted) the state's fold takes at
+        a time, a checkpoint due after each but the last (`_fold_in_slices`): all at once
+        unless they are more than a checkpoint's worth. A state of some keys (`State.kept`)
+        takes them at once: its checkpoint's instant is the history's newest, which holds
+        the commit's later rows already."""
+        if self._since is None:
+            self._load(con)
+            # The commit's rows are in the history already: counted as its slices fold.
+            self._since[state.history] -= rows
+        if state.kept:
+            return [rows]
+        keys, _ = con.execute(queries.state_size(state)).fetchone()
+        every = queries.checkpoint_rows(keys)
+        if rows <= every:
+            return [rows]
+        sizes = [max(1, every - self._since[state.history])]
+        while sum(sizes) + every < rows:
+            sizes.append(every)
+        return [*sizes, rows - sum(sizes)]
+
     def forget(self) -> None:
         """After a failed commit: what it counted was rolled back."""
         self._since = None
 
-    def due(self, con: duckdb.DuckDBPyConnection) -> None:
-        if self._since is None:
-            self._since = {}
-            for state in queries.STATES:
-                _, after = con.execute(self._last(state)).fetchone()
-                self._since[state.history] = after
+    def _load(self, con: duckdb.DuckDBPyConnection) -> None:
+        self._since = {}
         for state in queries.STATES:
+            _, after = con.execute(self._last(state)).fetchone()
+            self._since[state.history] = after
+
+    def due(
+        self, con: duckdb.DuckDBPyConnection, states: tuple[queries.State, ...] = queries.STATES
+    ) -> None:
+        if self._since is None:
+            self._load(con)
+        for state in states:
             since = self._since[state.history]
             if since < queries.checkpoint_rows(0):
                 continue

@@ -360,14 +360,14 @@ class DuckDBStore:
                         continue
                     # Read outside the lock (a flush must not wait for a move's reading), by
                     # DuckDB as it inserts.
-                    taken, inserted = insert_new_rows_of(
+                    taken, _ = insert_new_rows_of(
                         con,
                         table,
                         queries.hot_rows(parts),
                         state=self.keep_state,
                         stored=queries.cold(table),
+                        checkpoints=self.checkpoints,
                     )
-                    self.checkpoints.inserted(table, inserted)
                     rows += taken
                 if self.keep_state:
                     self.checkpoints.due(con)
