@@ -347,7 +347,9 @@ class Checkpoints:
             return [rows]
         keys, _ = con.execute(queries.state_size(state)).fetchone()
         every = queries.checkpoint_rows(keys)
-        if rows <= every:
+        # An empty state (a store's first commit) does not know its keys yet: not sliced
+        # into CHECKPOINT_MIN_ROWS pieces, each copying a state still filling.
+        if not keys or rows <= every:
             return [rows]
         sizes = [max(1, every - self._since[state.history])]
         while sum(sizes) + every < rows:
