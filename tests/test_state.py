@@ -21,6 +21,8 @@ from ingestor import _core, queries
 from ingestor.sinks import duckdb_store, open_reader, open_store
 from ingestor.sinks.duckdb_store import DuckDBStore
 from tests.test_duckdb_store import POSITION_PUSH, WALLET_PUSH
+from tests.test_ledger_views import order as ledger_order
+from tests.test_ledger_views import rest_page
 
 BASE_MS = 1_700_000_000_000
 ACCOUNTS = ("a0", "a1")
@@ -56,26 +58,8 @@ ORDER_VERSIONS = {
 def order(symbol: str, idx: int, updated_ms: int, seq: int | None) -> dict:
     """A version of one of four orders an account has (by symbol and idx)."""
     status, cum = ORDER_VERSIONS[seq]
-    return {
-        "category": "linear",
-        "symbol": symbol,
-        "orderId": f"{symbol}-{idx}",
-        "side": "Buy",
-        "orderType": "Limit",
-        "price": "60000",
-        "qty": "1",
-        "orderStatus": status,
-        "cumExecQty": cum,
-        "leavesQty": "",
-        "createdTime": str(BASE_MS),
-        "updatedTime": str(updated_ms),
-        "positionIdx": 0,
-    }
-
-
-def rest_page(element: dict, ms: int) -> bytes:
-    body = {"retCode": 0, "retMsg": "OK", "result": {"category": "linear", "list": [element]}}
-    return orjson.dumps({**body, "time": ms})
+    element = ledger_order(f"{symbol}-{idx}", updated_ms, status, cum, "")
+    return {**element, "symbol": symbol, "createdTime": str(BASE_MS)}
 
 
 def wallet(message_id: str, created_ms: int) -> dict:
@@ -124,7 +108,7 @@ def commits(history: list[list[tuple]]) -> list[list[tuple[str, object]]]:
                     element = order(symbol, idx, BASE_MS + offset, seq)
                     endpoint = ("/v5/order/history", "/v5/order/realtime")[offset % 2]
                 decoded = _core.decode_rest(
-                    rest_page(element, BASE_MS + offset + 7),
+                    rest_page([element], BASE_MS + offset + 7),
                     endpoint=endpoint,
                     account_id=account,
                     received_at_us=int(clock.timestamp() * 1_000_000),
