@@ -509,7 +509,7 @@ def patch_checkpoints(state: State, relation: str, history: str | None = None) -
     # closed order), or none; the commit's row joins only if none of the history is newer.
     superseded = state.superseded("unknown", history or state.history, "c.checkpoint_ts", True)
     return [
-        *_drop_unkept(state, state.checkpoints, f"WITH {late} {newest}", on),
+        _drop_unkept(state, state.checkpoints, f"WITH {late} {newest}", on),
         f"""
         MERGE INTO {state.checkpoints} k
         USING (
@@ -526,18 +526,16 @@ def patch_checkpoints(state: State, relation: str, history: str | None = None) -
     ]
 
 
-def _drop_unkept(state: State, target: str, newest: str, on: str) -> list[str]:
+def _drop_unkept(state: State, target: str, newest: str, on: str) -> str:
     """Deletes from `target` (`k`) each key whose newest row of `newest` (`p`) is newer and
     one the state does not keep. A MERGE of its own: DuckLake's takes one UPDATE or DELETE
     action."""
-    return [
-        f"""
-        MERGE INTO {target} k
-        USING (SELECT * FROM ({newest}) p WHERE NOT ({state.keeps("p")})) p
-        ON ({on})
-        WHEN MATCHED AND {state.newer("p", "k")} THEN DELETE
-        """
-    ]
+    return f"""
+    MERGE INTO {target} k
+    USING (SELECT * FROM ({newest}) p WHERE NOT ({state.keeps("p")})) p
+    ON ({on})
+    WHEN MATCHED AND {state.newer("p", "k")} THEN DELETE
+    """
 
 
 #: What the state's statements of one move take as whole rows into memory (`state_picks`),
@@ -634,7 +632,7 @@ def merge_state(state: State, relation: str, history: str | None = None) -> list
         ]
     on = state.on("k", "p")
     return [
-        *_drop_unkept(state, state.table, newest, on),
+        _drop_unkept(state, state.table, newest, on),
         f"""
         MERGE INTO {state.table} k
         USING (
@@ -656,8 +654,6 @@ def merge_state(state: State, relation: str, history: str | None = None) -> list
 DOWNTIME_REASON = "service not running: the previous run recorded no clean stop"
 
 
-#: Views: plain SQL over the tables, stored with them (a DuckLake catalog keeps them too).
-#: `latest_*` by their definition, over the whole history (see STATE_VIEWS).
 def defined_latest(state: State, where: str = "") -> str:
     """SQL: the state's definition over its history (`where`: of the rows up to an instant):
     per key the newest row, if the state keeps it."""
@@ -669,6 +665,8 @@ def defined_latest(state: State, where: str = "") -> str:
     return f"SELECT * FROM ({newest}) r WHERE {state.keeps('r')}"
 
 
+#: Views: plain SQL over the tables, stored with them (a DuckLake catalog keeps them too).
+#: `latest_*` and `open_orders` by their definitions, over the whole history (see STATE_VIEWS).
 DEFINED_LATEST: list[str] = [
     f"CREATE OR REPLACE VIEW {s.view} AS {defined_latest(s)}" for s in STATES
 ]

@@ -341,8 +341,9 @@ class Checkpoints:
         the commit's later rows already."""
         if self._since is None:
             self._load(con)
-            # The commit's rows are in the history already: counted as its slices fold.
-            self._since[state.history] -= rows
+            # The commit's rows are in the history already: counted as its slices fold (its
+            # late rows were not counted there: at least none since).
+            self._since[state.history] = max(0, self._since[state.history] - rows)
         if state.kept:
             return [rows]
         keys, _ = con.execute(queries.state_size(state)).fetchone()
@@ -367,11 +368,12 @@ class Checkpoints:
             self._since[state.history] = after
 
     def due(
-        self, con: duckdb.DuckDBPyConnection, states: tuple[queries.State, ...] = queries.STATES
+        self, con: duckdb.DuckDBPyConnection, states: tuple[queries.State, ...] | None = None
     ) -> None:
+        """Makes the checkpoints due (of `states`, or every state)."""
         if self._since is None:
             self._load(con)
-        for state in states:
+        for state in queries.STATES if states is None else states:
             since = self._since[state.history]
             if since < queries.checkpoint_rows(0):
                 continue
