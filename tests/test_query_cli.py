@@ -7,6 +7,7 @@ import csv
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 from datetime import UTC, datetime
@@ -243,6 +244,13 @@ def test_help_lists_every_named_query_with_its_line(store):
         assert any(line.split() == [name, *description.split()] for line in shown.splitlines())
     for fmt in ("table", "csv", "json", "parquet"):
         assert fmt in shown
+
+
+@pytest.mark.parametrize("name", list(NAMED_QUERIES))
+def test_every_named_query_answers_on_a_store(store, name):
+    """The store has no ledger rows: the ledger's queries answer with none, and still run."""
+    lines = ok(name, "--store", str(store)).splitlines()
+    assert re.fullmatch(r"\((\d+) rows?\)", lines[-1]), lines[-1]
 
 
 def test_a_failed_query_leaves_no_output_file(store, tmp_path):

@@ -1313,6 +1313,14 @@ NAMED_QUERIES: dict[str, tuple[str, str]] = {
         FROM latest_orders ORDER BY account_id, exchange_ts, order_id
         """,
     ),
+    "open-orders": (
+        "the orders working now: status, price, quantities filled and left",
+        """
+        SELECT account_id, category, symbol, order_id, side, order_type, order_status, price,
+               qty, cum_exec_qty, leaves_qty, avg_price, exchange_ts, source
+        FROM open_orders ORDER BY account_id, exchange_ts, order_id
+        """,
+    ),
     "pnl-daily": (
         "per account, symbol and UTC day: realised PnL, fees, funding, net, volume, fills",
         "SELECT * FROM pnl_daily",
