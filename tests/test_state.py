@@ -155,6 +155,12 @@ def assert_state_is_the_definition(kind: str, path: Path) -> None:
                 t = f"make_timestamptz({ms * 1000}::BIGINT)"
                 definition = queries.defined_latest(state, f"exchange_ts <= {t}")
                 same(con, f"SELECT * FROM {state.asof}({t})", definition, f"{state.asof} {ms}")
+        # Every order's newest version (not a state: its answer is every order).
+        every_order = (
+            f"SELECT * FROM order_events QUALIFY row_number() OVER (PARTITION BY "
+            f"{queries.ORDER_KEY} ORDER BY {queries.ORDER_ORDER}) = 1"
+        )
+        same(con, "SELECT * FROM latest_orders", every_order, "latest_orders")
         # The time series: every instant's row is that instant's wallets_asof row.
         day = 86_400_000
         ranges = (
