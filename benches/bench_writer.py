@@ -55,6 +55,13 @@ ARRIVAL_US = 7_000
 ROUND_TIMES = ("exchange_ts", "creation_ts", "local_ts")
 
 
+def shifted(batch: pa.RecordBatch, column: str, source: str, us: int) -> pa.RecordBatch:
+    """`batch` with `column` set to `source` plus `us` microseconds."""
+    index = batch.schema.get_field_index(column)
+    later = pc.add(batch[source], pa.scalar(us, pa.duration("us")))
+    return batch.set_column(index, batch.schema.field(index), later)
+
+
 def decoded(frames: list[bytes], keep_raw: bool) -> Batches:
     """The frames decoded, each row arriving `ARRIVAL_US` after its push's creation (decode's
     own local_ts is the clock's now, over a year after the frames' times: every row would be
@@ -66,9 +73,7 @@ def decoded(frames: list[bytes], keep_raw: bool) -> Batches:
         if not batch.num_rows:
             continue
         if "creation_ts" in batch.schema.names and "local_ts" in batch.schema.names:
-            index = batch.schema.get_field_index("local_ts")
-            arrival = pc.add(batch["creation_ts"], pa.scalar(ARRIVAL_US, pa.duration("us")))
-            batch = batch.set_column(index, batch.schema.field(index), arrival)
+            batch = shifted(batch, "local_ts", "creation_ts", ARRIVAL_US)
         batches.append((name, batch))
     return batches
 
@@ -78,16 +83,13 @@ def as_round(batches: Batches, n: int) -> Batches:
     arrival times `n` round shifts later (a round repeating the exchange times would make
     every row older than every later checkpoint)."""
     fresh = []
-    shift = pa.scalar(n * ROUND_SHIFT_US, pa.duration("us"))
     for name, batch in batches:
         if "message_id" in batch.schema.names:
             ids = pc.binary_join_element_wise(batch["message_id"], pa.scalar(f"-r{n}"), "")
             batch = batch.set_column(batch.schema.get_field_index("message_id"), "message_id", ids)
         for column in ROUND_TIMES:
             if column in batch.schema.names:
-                index = batch.schema.get_field_index(column)
-                later = pc.add(batch[column], shift)
-                batch = batch.set_column(index, batch.schema.field(index), later)
+                batch = shifted(batch, column, column, n * ROUND_SHIFT_US)
         fresh.append((name, batch))
     return fresh
 

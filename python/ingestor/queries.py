@@ -174,6 +174,25 @@ class State:
           AND h.exchange_ts >= c.exchange_ts{bound}
           AND {self.newer("h", "c")}"""
 
+    def unknown_keys(
+        self,
+        rows: str,
+        present: str,
+        on: str,
+        history: str,
+        where: str = "",
+        until: str = "",
+        per_checkpoint: bool = False,
+    ) -> str:
+        """SQL: the CTEs `unknown`, the rows of `rows` (`r`) the state keeps whose key
+        `present` (`k`, joined `on`) lacks (and `where` holds of), and `superseded`, their
+        keys a row of `history` is newer than (`superseded`): what a state of some keys asks
+        wherever a row meets a key it lacks."""
+        condition = " AND ".join([self.keeps("r"), *([where] if where else [])])
+        return f"""
+        unknown AS (SELECT r.* FROM {rows} r ANTI JOIN {present} k ON {on} WHERE {condition}),
+        superseded AS ({self.superseded("unknown", history, until, per_checkpoint)})"""
+
     def newer(self, a: str, b: str) -> str:
         """SQL: row `a` is newer than row `b`."""
         return f"{self.rank.format(r=a)} > {self.rank.format(r=b)}"
@@ -507,16 +526,21 @@ def patch_checkpoints(state: State, relation: str, history: str | None = None) -
         ]
     # A checkpoint without the key: its newest row there is one the state does not keep (a
     # closed order), or none; the commit's row joins only if none of the history is newer.
-    superseded = state.superseded("unknown", history or state.history, "c.checkpoint_ts", True)
+    unknown = state.unknown_keys(
+        "p",
+        state.checkpoints,
+        f"k.checkpoint_ts = r.checkpoint_ts AND {state.on('k', 'r')}",
+        history or state.history,
+        until="c.checkpoint_ts",
+        per_checkpoint=True,
+    )
     return [
         _drop_unkept(state, state.checkpoints, f"WITH {late} {newest}", on),
         f"""
         MERGE INTO {state.checkpoints} k
         USING (
             WITH {late},
-            p AS (SELECT * FROM ({newest}) p WHERE {state.keeps("p")}),
-            unknown AS (SELECT p.* FROM p ANTI JOIN {state.checkpoints} k ON {on}),
-            superseded AS ({superseded})
+            p AS (SELECT * FROM ({newest}) p WHERE {state.keeps("p")}),{unknown}
             SELECT p.* FROM p ANTI JOIN superseded k ON {on}
         ) p
         ON ({on})
@@ -631,14 +655,13 @@ def merge_state(state: State, relation: str, history: str | None = None) -> list
             """
         ]
     on = state.on("k", "p")
+    unknown = state.unknown_keys("p", state.table, state.on("k", "r"), history or state.history)
     return [
         _drop_unkept(state, state.table, newest, on),
         f"""
         MERGE INTO {state.table} k
         USING (
-            WITH p AS (SELECT * FROM ({newest}) p WHERE {state.keeps("p")}),
-            unknown AS (SELECT p.* FROM p ANTI JOIN {state.table} k ON {on}),
-            superseded AS ({state.superseded("unknown", history or state.history)})
+            WITH p AS (SELECT * FROM ({newest}) p WHERE {state.keeps("p")}),{unknown}
             SELECT p.* FROM p ANTI JOIN superseded k ON {on}
         ) p
         ON ({on})
@@ -911,12 +934,7 @@ def history_views(globs: dict[str, str] | None, state: bool) -> list[str]:
                 SELECT * FROM (
                     SELECT * FROM {s.table} UNION ALL BY NAME SELECT * FROM {hot(s.history)})
                 QUALIFY row_number() OVER (PARTITION BY {s.key} ORDER BY {s.order}) = 1
-            ),
-            unknown AS (
-                SELECT c.* FROM c ANTI JOIN {s.table} s ON {s.on("s", "c")}
-                WHERE {s.keeps("c")}
-            ),
-            superseded AS ({s.superseded("unknown", cold(s.history))})
+            ),{s.unknown_keys("c", s.table, s.on("k", "r"), cold(s.history))}
             SELECT c.* FROM c ANTI JOIN superseded s ON {s.on("s", "c")}
             WHERE {s.keeps("c")}
             """)
@@ -1006,14 +1024,17 @@ def _asof_from_checkpoints(state: State, hot_tier: bool) -> str:
     # instant is newer. (A moved row after the checkpoint is in `history` itself.)
     recheck = ""
     if hot_tier:
-        recheck = f""",
-    unknown AS (
-        SELECT n.* FROM n ANTI JOIN (
-            SELECT * FROM {state.checkpoints} WHERE checkpoint_ts = (SELECT ts FROM c)) k
-          ON {state.on("k", "n")}
-        WHERE {state.keeps("n")} AND n.exchange_ts <= (SELECT ts FROM c)
-    ),
-    superseded AS ({state.superseded("unknown", cold(state.history), "instant")})"""
+        at_checkpoint = (
+            f"(SELECT * FROM {state.checkpoints} WHERE checkpoint_ts = (SELECT ts FROM c))"
+        )
+        recheck = "," + state.unknown_keys(
+            "n",
+            at_checkpoint,
+            state.on("k", "r"),
+            cold(state.history),
+            where="r.exchange_ts <= (SELECT ts FROM c)",
+            until="instant",
+        )
     survivors = f"n ANTI JOIN superseded s ON {state.on('s', 'n')}" if hot_tier else "n"
     return f"""
     CREATE OR REPLACE MACRO {state.asof}(instant) AS TABLE

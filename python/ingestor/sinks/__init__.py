@@ -146,6 +146,7 @@ def _insert(
     checkpoints due within the commit (`_fold_in_slices`)."""
     # DuckDB answers an INSERT with the number of rows it inserted.
     inserted = con.execute(queries.insert_rows(stored or name, relation)).fetchone()[0]
+    counted = 0
     if state and name in queries.STATE_OF:
         s = queries.STATE_OF[name]
         history = stored or name
@@ -153,12 +154,11 @@ def _insert(
             for statement in _state_statements(s, history, relation, relation, relation):
                 con.execute(statement)
         elif checkpoints is not None:
-            _fold_in_slices(con, s, history, relation, numbered, inserted, checkpoints)
-            return inserted
+            counted = _fold_in_slices(con, s, history, relation, numbered, inserted, checkpoints)
         else:
             _fold_into_state(con, s, history, relation, numbered)
     if checkpoints is not None:
-        checkpoints.inserted(name, inserted)
+        checkpoints.inserted(name, inserted - counted)
     return inserted
 
 
@@ -170,21 +170,22 @@ def _fold_in_slices(
     numbered: str,
     inserted: int,
     checkpoints: Checkpoints,
-) -> None:
+) -> int:
     """Folds a commit's rows into the state in arrival order, a checkpoint's worth at a
     time (`Checkpoints.slices`), each checkpoint made where it falls due: a commit larger
     than that (a DuckDB file moves whole row groups, 122,880 rows or more of a table) would
     otherwise make at most one, and `*_asof` would read up to the commit's rows past it
     (the query benchmark's 5,000 wallet keys: a checkpoint due every 50,000 rows, moves of
     122,880). A checkpoint made after a slice is the definition once the later slices'
-    older rows patch it, as between commits."""
+    older rows patch it, as between commits. Returns the rows it counted (those before the
+    last checkpoint it made)."""
     import duckdb
 
     sizes = checkpoints.slices(con, s, inserted)
     if len(sizes) == 1:
         _fold_into_state(con, s, history, relation, numbered)
-        checkpoints.inserted(s.history, inserted)
-        return
+        return 0
+    counted = 0
     cuts = [row for (row,) in con.execute(queries.slice_cuts(numbered, sizes)).fetchall()]
     edges = [None, *cuts, None]
     try:
@@ -203,13 +204,15 @@ def _fold_in_slices(
                 f"SELECT * EXCLUDE ({queries.ROW_NUMBER}) FROM slice_numbered"
             )
             _fold_into_state(con, s, history, "slice_rows", "slice_numbered")
-            checkpoints.inserted(s.history, size)
             if high is not None:
+                checkpoints.inserted(s.history, size)
+                counted += size
                 checkpoints.due(con, (s,))
     finally:
         with contextlib.suppress(duckdb.Error):
             for view in ("slice_rows", "slice_numbered"):
                 con.execute(f"DROP VIEW IF EXISTS {view}")
+    return counted
 
 
 def _state_statements(
